@@ -1,0 +1,46 @@
+//! The command line as a user meets it: help, usage errors, and the exit code of subcommands
+//! whose capability has not landed. Method: run the built binary and read its exit code and
+//! output.
+
+use std::process::{Command, Output};
+
+fn harness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mqtt-harness"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let output = harness(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for name in ["broker", "check", "sim", "run", "bench", "report"] {
+        assert!(help.contains(name), "--help does not mention `{name}`:\n{help}");
+    }
+}
+
+#[test]
+fn a_usage_error_exits_2() {
+    assert_eq!(harness(&["check", "--no-such-flag"]).status.code(), Some(2));
+    assert_eq!(harness(&["no-such-subcommand"]).status.code(), Some(2));
+}
+
+#[test]
+fn subcommands_not_yet_landed_say_so_and_exit_3() {
+    let cases: [&[&str]; 6] = [
+        &["broker"],
+        &["check"],
+        &["sim", "scenarios/spec"],
+        &["run", "scenarios/spec", "--broker", "mqtt://127.0.0.1:1883"],
+        &["bench", "mqtt://127.0.0.1:1883"],
+        &["report"],
+    ];
+    for args in cases {
+        let output = harness(args);
+        assert_eq!(output.status.code(), Some(3), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim(), format!("`{}`: not implemented yet", args[0]), "{args:?}");
+    }
+}

@@ -1,0 +1,4 @@
+//! Tests of the `mqtt-harness` binary itself, run as a user would run it (one test binary,
+//! STYLE rule 7).
+
+mod cli;
