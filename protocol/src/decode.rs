@@ -961,6 +961,17 @@ impl Decoder {
     fn auth(&mut self) -> Result<Auth, DecodeError> {
         let mut auth = Auth::default();
         if self.reader.remaining() == 0 {
+            // The short form means Success, which only the server sends (5.0 §3.15.2.1).
+            if self.direction == Direction::ClientToServer {
+                let rule = Rule::statement(self.spec, "MQTT-3.15.2-1", "3.15.2.1");
+                return Err(self.unassigned(
+                    Kind::InvalidReasonCode {
+                        packet_type: PacketType::Auth,
+                        code: 0,
+                    },
+                    rule,
+                ));
+            }
             return Ok(auth);
         }
         auth.reason_code = self.reason_code(PacketType::Auth, "MQTT-3.15.2-1")?;

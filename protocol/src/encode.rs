@@ -14,7 +14,7 @@ use crate::packet::*;
 use crate::property::{Properties, PropertyId, PropertyTarget};
 use crate::reason::ReasonCode;
 use crate::topic::{self, TopicError};
-use crate::types::{PacketType, ProtocolVersion, QoS};
+use crate::types::{Direction, PacketType, ProtocolVersion, QoS};
 use crate::wire::{
     put_binary, put_string, put_variable_byte_integer, variable_byte_integer_len, VARIABLE_BYTE_INTEGER_MAX,
 };
@@ -72,6 +72,16 @@ pub enum EncodeError {
     NoLocalOnSharedSubscription,
     PasswordWithoutUserName,
     AuthenticationMethodMissing,
+    /// This packet type may not travel this way in this version.
+    WrongDirection {
+        packet_type: PacketType,
+        direction: Direction,
+    },
+    /// 5.0: a property this side may not send.
+    PropertyNotAllowedFromSender {
+        property: PropertyId,
+        direction: Direction,
+    },
     /// The body exceeds what a Remaining Length can carry.
     PacketTooLarge {
         remaining_length: usize,
@@ -156,11 +166,10 @@ fn check_properties(
         PropertyTarget::Packet(packet_type) => packet_type,
         PropertyTarget::Will => PacketType::Connect,
     };
-    if !version.is_v5() {
-        return match properties.is_empty() {
-            true => Ok(()),
-            false => Err(EncodeError::PropertiesNotInVersion { packet_type }),
-        };
+    match (properties.is_empty(), version.is_v5()) {
+        (true, _) => return Ok(()),
+        (false, false) => return Err(EncodeError::PropertiesNotInVersion { packet_type }),
+        (false, true) => {}
     }
     let mut result = Ok(());
     let mut seen: u64 = 0;
@@ -233,8 +242,10 @@ fn check_filter(filter: &str, version: ProtocolVersion) -> Result<(), EncodeErro
     result.map_err(EncodeError::InvalidTopicFilter)
 }
 
-/// Checks everything the strict decoder checks that does not depend on direction.
+/// Checks everything the strict decoder checks that does not depend on direction. Like [`encode`],
+/// it judges a CONNECT by the version of its own `protocol` field.
 pub fn validate(packet: &Packet, version: ProtocolVersion) -> Result<(), EncodeError> {
+    let version = connect_version(packet, version);
     let packet_type = packet.packet_type();
     let target = PropertyTarget::Packet(packet_type);
     match packet {
@@ -282,13 +293,13 @@ pub fn validate(packet: &Packet, version: ProtocolVersion) -> Result<(), EncodeE
             if publish.dup && publish.qos == QoS::AtMostOnce {
                 return Err(EncodeError::DupOnQoS0);
             }
-            check_string(&publish.topic)?;
             check_properties(&publish.properties, target, version)?;
             if publish.topic.is_empty() && version.is_v5() {
                 if publish.properties.topic_alias.is_none() {
                     return Err(EncodeError::EmptyTopicWithoutAlias);
                 }
             } else {
+                // Checks length and U+0000 too: no separate check_string pass on the hot path.
                 topic::validate_topic_name(&publish.topic).map_err(EncodeError::InvalidTopicName)?;
             }
         }
@@ -379,6 +390,51 @@ pub fn validate(packet: &Packet, version: ProtocolVersion) -> Result<(), EncodeE
         }
     }
     Ok(())
+}
+
+/// Checks what depends on who sends the packet, which [`encode`] cannot know: the packet type's
+/// direction (5.0 §2.1.2, 3.1.1 §2.2.1), the sender columns of DISCONNECT and AUTH reason codes,
+/// no Subscription Identifier from a client (5.0 MQTT-3.3.4-6), no Session Expiry Interval in a
+/// server's DISCONNECT (5.0 MQTT-3.14.2-2). A packet that passes this and [`validate`] is one the
+/// strict decoder accepts in that direction.
+pub fn validate_direction(packet: &Packet, version: ProtocolVersion, direction: Direction) -> Result<(), EncodeError> {
+    let version = connect_version(packet, version);
+    let packet_type = packet.packet_type();
+    if !packet_type.allowed(version, direction) {
+        return Err(EncodeError::WrongDirection { packet_type, direction });
+    }
+    match packet {
+        Packet::Publish(publish)
+            if direction == Direction::ClientToServer && !publish.properties.subscription_identifiers.is_empty() =>
+        {
+            Err(EncodeError::PropertyNotAllowedFromSender {
+                property: PropertyId::SubscriptionIdentifier,
+                direction,
+            })
+        }
+        Packet::Disconnect(disconnect) if version.is_v5() => {
+            if !disconnect.reason_code.may_be_sent(packet_type, direction) {
+                return Err(EncodeError::ReasonCodeNotAllowed {
+                    packet_type,
+                    code: disconnect.reason_code,
+                });
+            }
+            if direction == Direction::ServerToClient && disconnect.properties.session_expiry_interval_s.is_some() {
+                return Err(EncodeError::PropertyNotAllowedFromSender {
+                    property: PropertyId::SessionExpiryInterval,
+                    direction,
+                });
+            }
+            Ok(())
+        }
+        Packet::Auth(auth) if !auth.reason_code.may_be_sent(packet_type, direction) => {
+            Err(EncodeError::ReasonCodeNotAllowed {
+                packet_type,
+                code: auth.reason_code,
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 // ---- lengths and bytes ---------------------------------------------------------------------------

@@ -46,7 +46,7 @@ pub mod types;
 pub mod wire;
 
 pub use decode::{decode, decode_frame, DecodeContext};
-pub use encode::{encode, encoded_len, EncodeError};
+pub use encode::{encode, encoded_len, validate, validate_direction, EncodeError};
 pub use error::{DecodeError, DecodeErrorKind, Rule, Spec};
 pub use frame::{split_frame, Frame};
 pub use packet::*;

@@ -230,8 +230,64 @@ impl PropertyValue<'_> {
 }
 
 impl Properties {
+    /// True when no property is set. Checked field by field: it is on every encoder's fast path.
     pub fn is_empty(&self) -> bool {
-        self == &Properties::default()
+        let Properties {
+            payload_format_indicator,
+            message_expiry_interval_s,
+            content_type,
+            response_topic,
+            correlation_data,
+            subscription_identifiers,
+            session_expiry_interval_s,
+            assigned_client_identifier,
+            server_keep_alive_s,
+            authentication_method,
+            authentication_data,
+            request_problem_information,
+            will_delay_interval_s,
+            request_response_information,
+            response_information,
+            server_reference,
+            reason_string,
+            receive_maximum,
+            topic_alias_maximum,
+            topic_alias,
+            maximum_qos,
+            retain_available,
+            user_properties,
+            maximum_packet_size,
+            wildcard_subscription_available,
+            subscription_identifier_available,
+            shared_subscription_available,
+        } = self;
+        payload_format_indicator.is_none()
+            && message_expiry_interval_s.is_none()
+            && content_type.is_none()
+            && response_topic.is_none()
+            && correlation_data.is_none()
+            && subscription_identifiers.is_empty()
+            && session_expiry_interval_s.is_none()
+            && assigned_client_identifier.is_none()
+            && server_keep_alive_s.is_none()
+            && authentication_method.is_none()
+            && authentication_data.is_none()
+            && request_problem_information.is_none()
+            && will_delay_interval_s.is_none()
+            && request_response_information.is_none()
+            && response_information.is_none()
+            && server_reference.is_none()
+            && reason_string.is_none()
+            && receive_maximum.is_none()
+            && topic_alias_maximum.is_none()
+            && topic_alias.is_none()
+            && maximum_qos.is_none()
+            && retain_available.is_none()
+            && user_properties.is_empty()
+            && maximum_packet_size.is_none()
+            && wildcard_subscription_available.is_none()
+            && subscription_identifier_available.is_none()
+            && shared_subscription_available.is_none()
     }
 
     /// Visits every property in ascending identifier order, repeated ones in their own order.
@@ -324,6 +380,9 @@ impl Properties {
 
     /// The encoded length of the properties alone, without the Property Length in front.
     pub fn encoded_len(&self) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
         let mut len = 0;
         self.for_each(|_, value| len += 1 + value.len());
         len
@@ -339,6 +398,9 @@ impl Properties {
     pub fn put(&self, buf: &mut impl BufMut) {
         let len = self.encoded_len();
         put_variable_byte_integer(buf, len as u32);
+        if len == 0 {
+            return;
+        }
         self.for_each(|id, value| {
             buf.put_u8(id as u8);
             value.put(buf);

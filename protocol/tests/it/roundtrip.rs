@@ -490,3 +490,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn validate_judges_a_connect_by_its_own_protocol_version_as_encode_does() {
+    // Found by the roundtrip fuzz target: validate(.., V5) accepted a 3.1 CONNECT with properties
+    // that encode then refused.
+    let connect = Packet::Connect(Box::new(Connect {
+        protocol: ProtocolVersion::V3_1,
+        properties: Properties {
+            session_expiry_interval_s: Some(16),
+            ..Properties::default()
+        },
+        ..Connect::default()
+    }));
+    assert_eq!(
+        validate(&connect, ProtocolVersion::V5),
+        Err(EncodeError::PropertiesNotInVersion {
+            packet_type: PacketType::Connect
+        })
+    );
+    assert_eq!(
+        encode(&connect, ProtocolVersion::V5, &mut BytesMut::new()),
+        validate(&connect, ProtocolVersion::V5)
+    );
+}

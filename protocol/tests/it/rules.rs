@@ -403,6 +403,8 @@ rule!(a_server_only_disconnect_code_from_a_client_has_no_code:
     v5_server(), [0xE0, 0x01, 0x8B] => Kind::InvalidReasonCode { packet_type: T::Disconnect, code: 0x8B }, "5.0 MQTT-3.14.2-1", NO_CODE);
 rule!(a_3_1_1_suback_code_other_than_0_1_2_or_0x80_is_refused:
     v3_client(), [0x90, 0x03, 0x00, 0x01, 0x03] => Kind::InvalidReasonCode { packet_type: T::SubAck, code: 0x03 }, "3.1.1 MQTT-3.9.3-2", NO_CODE);
+rule!(a_short_auth_from_a_client_means_success_which_only_a_server_sends:
+    v5_server(), [0xF0, 0x00] => Kind::InvalidReasonCode { packet_type: T::Auth, code: 0 }, "5.0 MQTT-3.15.2-1", NO_CODE);
 rule!(connack_reserved_flags_are_malformed:
     v5_client(), [0x20, 0x03, 0x02, 0x00, 0x00] => Kind::ConnAckReservedFlags { flags: 0x02 }, "5.0 MQTT-3.2.2-1", MALFORMED);
 rule!(a_connack_code_not_defined_for_connack_has_no_code:
