@@ -1,14 +1,30 @@
 //! mqtt-client: an async MQTT 3.1.1 / 5.0 client for applications, the simulator and the load
-//! generator, and `probe`, a packet-level client that does exactly what it is told.
+//! generator, and [`probe`], a packet-level client that does exactly what it is told.
 //!
-//! Status: not landed yet (issue "The client library and the packet-level probe"). This crate doc
-//! is the map it will follow.
+//! Both stand on `mqtt-protocol`: one codec, and the QoS flows as sans-IO state machines. The
+//! client's protocol logic ([`core`]) is itself sans-IO and is told the time, so it runs
+//! unchanged over real TCP and under simulation; only [`connection`] and [`transport`] do I/O.
 //!
 //! # Layout
 //!
-//! | module | what will live there |
+//! | module | what lives there |
 //! |---|---|
-//! | `core` | the sans-IO client state machine on `mqtt_protocol::flow`, time passed in |
-//! | `connection` | the async driver over any stream (TCP now; TLS, WebSocket, turmoil later) |
-//! | `options` | connect options, every 5.0 CONNECT property, URLs |
-//! | `probe` | send typed packets or raw bytes, expect patterns within deadlines, record traces |
+//! | [`options`] | connect options (every 5.0 CONNECT property, will, credentials), broker URLs |
+//! | [`core`] | the sans-IO client: `handle_*(now, ..)` inputs, `poll_*` outputs, no clock |
+//! | [`connection`] | the async client over any stream: [`Client`], its event stream, reconnect with backoff |
+//! | [`transport`] | the stream seam: anything `AsyncRead + AsyncWrite`, and dialers (TCP now) |
+//! | [`probe`] | send typed packets or raw bytes, expect patterns within deadlines, record traces |
+//! | [`fault_proxy`] | a loopback TCP proxy that injects faults: partition, hold, reset, latency |
+//! | [`mosquitto`] | starts a real mosquitto on an ephemeral loopback port, for tests and benchmarks |
+
+pub mod connection;
+pub mod core;
+pub mod fault_proxy;
+pub mod mosquitto;
+pub mod options;
+pub mod probe;
+pub mod transport;
+
+pub use connection::{Client, ClientError, ConnectionInfo, Event, Events, PublishHandle, PublishOutcome};
+pub use core::Message;
+pub use options::{BrokerUrl, ConnectOptions, LastWill, ReconnectPolicy};
