@@ -54,8 +54,6 @@ pub enum ClientError {
 }
 
 /// What the application sees.
-// As `core::Event`: moved once into the queue; boxing would cost an allocation per message.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Connected {

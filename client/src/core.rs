@@ -60,9 +60,6 @@ impl Message {
 }
 
 /// What happened, for the application.
-// Messages and acknowledgements carry 5.0 properties inline; each event is moved once into a
-// queue, and boxing them would cost an allocation per message.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A CONNACK with Success.
@@ -747,8 +744,8 @@ impl ClientCore {
             self.transmit.push_back(reply);
             return Ok(());
         }
-        let reason_code = error.reason_code();
-        self.violation(error.to_string(), reason_code.or(Some(ReasonCode::PROTOCOL_ERROR)))
+        // No code of its own for an unsolicited ack: close without pretending to know one.
+        self.violation(error.to_string(), error.reason_code())
     }
 
     /// A packet from the server failed strict decoding: in 5.0, queue a DISCONNECT with the code

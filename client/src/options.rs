@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mqtt_protocol::{Auth, Connect, Properties, ProtocolVersion, QoS, Will};
+use mqtt_protocol::{Auth, Connect, Properties, PropertyFields, ProtocolVersion, QoS, Will};
 
 /// The transport a URL names. Only `mqtt://` is connectable today; the others are reserved so
 /// that TLS and WebSocket transports plug in without changing how URLs are written.
@@ -320,7 +320,7 @@ impl ConnectOptions {
     pub fn to_connect(&self) -> Connect {
         let v5 = self.version.is_v5();
         let properties = if v5 {
-            Properties {
+            Properties::from(PropertyFields {
                 session_expiry_interval_s: self.session_expiry_interval_s,
                 receive_maximum: self.receive_maximum,
                 maximum_packet_size: self.maximum_packet_size,
@@ -330,8 +330,8 @@ impl ConnectOptions {
                 user_properties: self.user_properties.clone(),
                 authentication_method: self.authentication_method.clone(),
                 authentication_data: self.authentication_data.clone(),
-                ..Properties::default()
-            }
+                ..PropertyFields::default()
+            })
         } else {
             Properties::default()
         };

@@ -26,11 +26,11 @@ fn publish(payload_len: usize, with_properties: bool) -> Packet {
 }
 
 fn connect() -> Packet {
-    let properties = Properties {
+    let properties = Properties::from(PropertyFields {
         session_expiry_interval_s: Some(3600),
         receive_maximum: Some(100),
-        ..Properties::default()
-    };
+        ..PropertyFields::default()
+    });
     Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V5,
         clean_start: true,

@@ -50,6 +50,6 @@ pub use encode::{encode, encoded_len, validate, validate_direction, EncodeError}
 pub use error::{DecodeError, DecodeErrorKind, Rule, Spec};
 pub use frame::{split_frame, Frame};
 pub use packet::*;
-pub use property::{Properties, PropertyId};
+pub use property::{Properties, PropertyFields, PropertyId};
 pub use reason::ReasonCode;
 pub use types::{Direction, PacketType, ProtocolVersion, QoS};

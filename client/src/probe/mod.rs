@@ -202,10 +202,6 @@ impl Default for ProbeOptions {
 
 /// What arrived from the peer: a packet, or bytes that failed strict decoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "the large variant is the common one: boxing it would cost an allocation per packet to save space only on the rare malformed one"
-)]
 pub enum Incoming {
     Packet(Packet),
     Malformed(DecodeError),
@@ -311,10 +307,6 @@ struct Arrival {
 }
 
 /// What waiting for the next arrival produced.
-#[allow(
-    clippy::large_enum_variant,
-    reason = "short-lived, returned once per arrival; the arrival is the common case"
-)]
 enum Next {
     Arrival(Arrival),
     Closed(Instant),

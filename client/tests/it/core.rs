@@ -81,10 +81,10 @@ fn pingresp_clears_the_wait_and_the_next_ping_is_one_keep_alive_after_the_last_s
 fn server_keep_alive_replaces_the_clients_keep_alive() {
     // 5.0 MQTT-3.2.2-21.
     let start = Instant::now();
-    let properties = Properties {
+    let properties = Properties::from(PropertyFields {
         server_keep_alive_s: Some(3),
-        ..Properties::default()
-    };
+        ..PropertyFields::default()
+    });
     let mut core = connected(ConnectOptions::new("c").keep_alive_s(60), start, properties);
     assert_eq!(core.keep_alive(), Some(seconds(3)));
     core.handle_timeout(start + seconds(3)).unwrap();
@@ -106,10 +106,10 @@ fn no_connack_within_the_connect_timeout_closes() {
 #[test]
 fn an_assigned_client_identifier_is_adopted_for_the_next_connect() {
     let start = Instant::now();
-    let properties = Properties {
+    let properties = Properties::from(PropertyFields {
         assigned_client_identifier: Some("auto-7".into()),
-        ..Properties::default()
-    };
+        ..PropertyFields::default()
+    });
     let mut core = connected(ConnectOptions::new(""), start, properties);
     assert_eq!(core.client_id(), "auto-7");
     core.handle_connection_lost(start);
@@ -123,11 +123,11 @@ fn an_assigned_client_identifier_is_adopted_for_the_next_connect() {
 #[test]
 fn the_servers_maximum_qos_and_retain_available_bound_what_the_client_publishes() {
     // 5.0 MQTT-3.2.2-11 and MQTT-3.2.2-14: refused before anything is sent.
-    let properties = Properties {
+    let properties = Properties::from(PropertyFields {
         maximum_qos: Some(QoS::AtLeastOnce),
         retain_available: Some(false),
-        ..Properties::default()
-    };
+        ..PropertyFields::default()
+    });
     let mut core = connected(ConnectOptions::new("c"), Instant::now(), properties);
     let qos2 = Message::new("t", "x", QoS::ExactlyOnce);
     assert_eq!(
@@ -146,10 +146,10 @@ fn the_servers_maximum_qos_and_retain_available_bound_what_the_client_publishes(
 #[test]
 fn the_servers_maximum_packet_size_bounds_what_the_client_publishes() {
     // 5.0 MQTT-3.2.2-15.
-    let properties = Properties {
+    let properties = Properties::from(PropertyFields {
         maximum_packet_size: Some(64),
-        ..Properties::default()
-    };
+        ..PropertyFields::default()
+    });
     let mut core = connected(ConnectOptions::new("c"), Instant::now(), properties);
     let big = Message::new("t", Bytes::from(vec![0u8; 100]), QoS::AtMostOnce);
     assert!(matches!(
@@ -162,10 +162,10 @@ fn the_servers_maximum_packet_size_bounds_what_the_client_publishes() {
 #[test]
 fn the_servers_receive_maximum_holds_back_publishes_until_an_ack_frees_a_slot() {
     let now = Instant::now();
-    let properties = Properties {
+    let properties = Properties::from(PropertyFields {
         receive_maximum: Some(2),
-        ..Properties::default()
-    };
+        ..PropertyFields::default()
+    });
     let mut core = connected(ConnectOptions::new("c"), now, properties);
     for index in 0..3 {
         core.publish(Message::new("t", format!("m{index}"), QoS::AtLeastOnce))
@@ -278,10 +278,10 @@ fn outgoing_topic_aliases_are_assigned_per_connection_and_never_carried_over() {
     let now = Instant::now();
     let mut options = ConnectOptions::new("c").session_expiry_interval_s(60);
     options.outgoing_topic_aliases = true;
-    let properties = Properties {
+    let properties = Properties::from(PropertyFields {
         topic_alias_maximum: Some(1),
-        ..Properties::default()
-    };
+        ..PropertyFields::default()
+    });
     let mut core = connected(options, now, properties.clone());
     for payload in ["a", "b"] {
         core.publish(Message::new("long/topic", payload, QoS::AtLeastOnce))
@@ -326,10 +326,10 @@ fn incoming_topic_aliases_resolve_and_an_unknown_alias_is_a_protocol_error() {
     let aliased = |topic: &str, alias: u16| {
         Packet::Publish(Publish {
             topic: topic.into(),
-            properties: Properties {
+            properties: Properties::from(PropertyFields {
                 topic_alias: Some(alias),
-                ..Properties::default()
-            },
+                ..PropertyFields::default()
+            }),
             ..Publish::default()
         })
     };
@@ -366,10 +366,10 @@ fn an_alias_above_the_clients_topic_alias_maximum_is_topic_alias_invalid() {
     let mut core = connected(ConnectOptions::new("c"), now, Properties::default());
     let publish = Publish {
         topic: "a".into(),
-        properties: Properties {
+        properties: Properties::from(PropertyFields {
             topic_alias: Some(1),
-            ..Properties::default()
-        },
+            ..PropertyFields::default()
+        }),
         ..Publish::default()
     };
     let close = core.handle_packet(now, Packet::Publish(publish)).unwrap_err();

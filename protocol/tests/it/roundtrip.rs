@@ -83,34 +83,36 @@ fn any_properties() -> impl Strategy<Value = Properties> {
         option::of(any::<bool>()),
         option::of(any::<bool>()),
     );
-    (part1, part2, part3).prop_map(|(a, b, c)| Properties {
-        payload_format_indicator: a.0,
-        message_expiry_interval_s: a.1,
-        content_type: a.2,
-        response_topic: a.3,
-        correlation_data: a.4,
-        subscription_identifiers: a.5,
-        session_expiry_interval_s: a.6,
-        assigned_client_identifier: a.7,
-        server_keep_alive_s: a.8,
-        authentication_method: a.9,
-        authentication_data: b.0,
-        request_problem_information: b.1,
-        will_delay_interval_s: b.2,
-        request_response_information: b.3,
-        response_information: b.4,
-        server_reference: b.5,
-        reason_string: b.6,
-        receive_maximum: b.7,
-        topic_alias_maximum: b.8,
-        topic_alias: b.9,
-        maximum_qos: c.0,
-        retain_available: c.1,
-        user_properties: c.2,
-        maximum_packet_size: c.3,
-        wildcard_subscription_available: c.4,
-        subscription_identifier_available: c.5,
-        shared_subscription_available: c.6,
+    (part1, part2, part3).prop_map(|(a, b, c)| {
+        Properties::from(PropertyFields {
+            payload_format_indicator: a.0,
+            message_expiry_interval_s: a.1,
+            content_type: a.2,
+            response_topic: a.3,
+            correlation_data: a.4,
+            subscription_identifiers: a.5,
+            session_expiry_interval_s: a.6,
+            assigned_client_identifier: a.7,
+            server_keep_alive_s: a.8,
+            authentication_method: a.9,
+            authentication_data: b.0,
+            request_problem_information: b.1,
+            will_delay_interval_s: b.2,
+            request_response_information: b.3,
+            response_information: b.4,
+            server_reference: b.5,
+            reason_string: b.6,
+            receive_maximum: b.7,
+            topic_alias_maximum: b.8,
+            topic_alias: b.9,
+            maximum_qos: c.0,
+            retain_available: c.1,
+            user_properties: c.2,
+            maximum_packet_size: c.3,
+            wildcard_subscription_available: c.4,
+            subscription_identifier_available: c.5,
+            shared_subscription_available: c.6,
+        })
     })
 }
 
@@ -497,10 +499,10 @@ fn validate_judges_a_connect_by_its_own_protocol_version_as_encode_does() {
     // that encode then refused.
     let connect = Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V3_1,
-        properties: Properties {
+        properties: Properties::from(PropertyFields {
             session_expiry_interval_s: Some(16),
-            ..Properties::default()
-        },
+            ..PropertyFields::default()
+        }),
         ..Connect::default()
     }));
     assert_eq!(
