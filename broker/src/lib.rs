@@ -1,14 +1,50 @@
-//! mqtt-broker: the reference broker, the harness's yardstick.
-//!
-//! Status: not landed yet (issue "The reference broker"). This crate doc is the map it will follow.
+//! mqtt-broker: the reference broker, the harness's yardstick. It speaks MQTT 3.1, 3.1.1 and 5.0
+//! over any byte stream: what the simulator runs, what the conformance suite must pass in full,
+//! and what `mqtt-harness broker` serves (anonymous access; TLS, WebSocket, authentication and a
+//! configuration file come later).
 //!
 //! # Layout
 //!
-//! | module | what will live there |
+//! | module | what lives there |
 //! |---|---|
-//! | `core` | the sans-IO broker: `handle_*(now, ..)` inputs, `poll_*` outputs, no clock |
-//! | `session` | sessions, Clean Start, Session Expiry, offline queues (bounded) |
-//! | `router` | the subscription tree (from `mqtt_protocol::topic`), shared subscriptions, retained store |
-//! | `will` | wills and the Will Delay Interval |
-//! | `limits` | configurable limits and the answer each maps to |
-//! | `server` | the tokio server, generic over stream and listener (real TCP, turmoil) |
+//! | [`config`] | limits and capabilities, with defaults; each limit's answer is in [`errors`] |
+//! | [`core`] | the sans-IO broker: `handle_*(now, ..)` inputs, `poll_*` outputs, no clock |
+//! | [`server`] | the tokio server, generic over listener and stream (real TCP, turmoil) |
+//! | [`errors`] | the table of what the broker does on each error, per version (walked by a test) |
+//!
+//! # Choices the spec leaves open
+//!
+//! - **Sessions live in memory.** A broker restart loses every session, subscription, queued and
+//!   retained message. Session Expiry and Clean Start / Clean Session behave as the spec says while
+//!   the process lives.
+//! - **Overlapping subscriptions** of one client (5.0 §3.3.4, 3.1.1 §3.3.5) give one copy of a
+//!   message, at the highest QoS granted among the matching subscriptions, carrying every matching
+//!   Subscription Identifier (5.0 MQTT-3.3.4-3, -4), with Retain As Published if any matching
+//!   subscription has it. A shared subscription matching too gives its own copy.
+//! - **Shared subscriptions** (`$share/{group}/{filter}`, 5.0 only; in 3.1.1 it is an ordinary
+//!   filter) deliver each message to one member, round-robin, preferring members that are
+//!   connected; no retained messages on a shared subscribe. An unacknowledged QoS 1 message goes to
+//!   another member when its session ends, unless the member refused it with 0x80 or above (5.0
+//!   MQTT-4.8.2-6); a QoS 2 one never does (MQTT-4.8.2-5).
+//! - **Queues are bounded.** A session's deliveries wait (offline, or beyond the client's Receive
+//!   Maximum) in a queue of at most `Config::queued_messages_max`; when it is full the new message
+//!   is dropped. An offline session queues QoS 1 and 2 messages only: QoS 0 ones are dropped, as the
+//!   spec allows (5.0 §4.1 lists pending QoS 0 messages as optional session state). Expired messages are
+//!   dropped when their turn comes (5.0 MQTT-3.3.2-5).
+//! - **A message too large for the client** is dropped as if sent (5.0 MQTT-3.1.2-25); other
+//!   packets lose their Reason String and User Properties first, as the spec asks.
+//! - **Errors without a reason code.** Where the spec assigns no code to an error, a 5.0 connection
+//!   is closed without a DISCONNECT rather than with an invented code; see [`errors`].
+//! - **Client ids** the broker assigns are `mqtt-harness-N`; topic aliases are accepted from
+//!   clients (up to `Config::topic_alias_maximum`) but never sent to them.
+
+pub mod config;
+pub mod core;
+pub mod server;
+
+/// What the broker does on each error, per version.
+#[doc = include_str!("../ERRORS.md")]
+pub mod errors {}
+
+pub use config::Config;
+pub use core::{Broker, ConnectionId, Output, Statistics};

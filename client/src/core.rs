@@ -227,6 +227,11 @@ impl ClientCore {
         assert!(options.inflight_count_max > 0, "inflight_count_max must be positive");
         assert!(options.pending_count_max > 0, "pending_count_max must be positive");
         let receive_maximum = options.receive_maximum.unwrap_or(u16::MAX);
+        // A client that asks to resume a session (Clean Start 0, a session that outlives the
+        // connection) declares it holds that session's state, possibly empty: Session Present 1
+        // is then what it asked for. Only after a Clean Start 1 does Session Present 1 mean the
+        // server kept state the client does not have (5.0 MQTT-3.2.2-2, -4).
+        let has_session_state = !options.clean_start && options.session_persists();
         ClientCore {
             outgoing: OutgoingFlows::new(options.inflight_count_max),
             incoming: IncomingFlows::new(receive_maximum),
@@ -238,7 +243,7 @@ impl ClientCore {
             transmit: VecDeque::new(),
             events: VecDeque::new(),
             next_token: 1,
-            has_session_state: false,
+            has_session_state,
             server: ServerLimits::default(),
             keep_alive: None,
             last_sent: None,

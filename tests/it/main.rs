@@ -1,4 +1,5 @@
 //! Tests of the `mqtt-harness` binary itself, run as a user would run it (one test binary,
 //! STYLE rule 7).
 
+mod broker_cli;
 mod cli;

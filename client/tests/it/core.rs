@@ -231,8 +231,23 @@ fn resumed_session_resends_unacknowledged_publish_with_dup_and_the_same_id_then_
 }
 
 #[test]
-fn session_present_without_client_state_closes_the_connection() {
-    // 5.0 MQTT-3.2.2-4.
+fn session_present_after_a_clean_start_closes_the_connection() {
+    // 5.0 MQTT-3.2.2-4: the client holds no state after Clean Start 1, so Session Present 1 (which
+    // the server must not send then, MQTT-3.2.2-2) closes.
+    let now = Instant::now();
+    let mut core = ClientCore::new(ConnectOptions::new("c").session_expiry_interval_s(60));
+    core.connect(now);
+    drain(&mut core, now);
+    assert_eq!(
+        core.handle_packet(now, connack(true, Properties::default())),
+        Err(Close::SessionPresentWithoutState)
+    );
+}
+
+#[test]
+fn a_new_client_asking_to_resume_accepts_the_session_the_server_kept() {
+    // Clean Start 0 with a persistent session declares the client holds that session's state
+    // (empty for a new process): Session Present 1 is what it asked for.
     let now = Instant::now();
     let mut core = ClientCore::new(
         ConnectOptions::new("c")
@@ -240,11 +255,12 @@ fn session_present_without_client_state_closes_the_connection() {
             .session_expiry_interval_s(60),
     );
     core.connect(now);
-    drain(&mut core, now);
-    assert_eq!(
-        core.handle_packet(now, connack(true, Properties::default())),
-        Err(Close::SessionPresentWithoutState)
-    );
+    let Packet::Connect(connect) = &drain(&mut core, now)[0] else {
+        panic!("a CONNECT")
+    };
+    assert!(!connect.clean_start);
+    core.handle_packet(now, connack(true, Properties::default())).unwrap();
+    assert!(core.is_connected());
 }
 
 #[test]

@@ -1,0 +1,2 @@
+//! The load benchmark lands in the next commit.
+fn main() {}

@@ -1,0 +1,591 @@
+//! The sans-IO broker core: every MQTT 3.1, 3.1.1 and 5.0 rule the broker keeps, with no I/O and
+//! no clock. The I/O layer calls `handle_*(now, ..)` with what happened and drains
+//! [`Broker::poll_output`] (packets to write, connections to close) and [`Broker::poll_timeout`]
+//! (when to call [`Broker::handle_timeout`]). Sessions live in memory: a restart loses them.
+//!
+//! Determinism: every collection is ordered (BTreeMap, VecDeque), so the same inputs at the same
+//! instants give the same outputs, which the simulator relies on.
+
+mod connect;
+mod publish;
+pub mod session;
+mod subscribe;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use mqtt_protocol::topic::SubscriptionTree;
+use mqtt_protocol::{
+    encoded_len, DecodeError, DecodeErrorKind, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode, Spec,
+};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use session::{Connection, ConnectionState, Message, Session, StoredSubscription};
+
+/// Identifies one network connection; the I/O layer picks the values (never reused).
+pub type ConnectionId = u64;
+
+/// What the core asks the I/O layer to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Encode `packet` in `version` and write it to `connection`.
+    Send {
+        connection: ConnectionId,
+        version: ProtocolVersion,
+        packet: Packet,
+    },
+    /// Write what is queued for `connection`, then close it. The core ignores it from now on.
+    Close { connection: ConnectionId },
+}
+
+/// Who holds a subscription in the tree: a client, alone or as a member of a shared group.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SubscriberKey {
+    pub group: Option<String>,
+    pub client_id: String,
+}
+
+/// A deadline the core keeps. Keep-alive deadlines are checked lazily: a packet received only
+/// moves the connection's `last_received`, and a due timer that finds the deadline moved is
+/// re-armed for the new one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Connect(ConnectionId),
+    KeepAlive(ConnectionId),
+    Will(String),
+    SessionExpiry(String),
+}
+
+/// Counters, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Statistics {
+    pub connections: usize,
+    pub sessions: usize,
+    pub retained_messages: usize,
+    pub messages_received: u64,
+    pub messages_delivered: u64,
+    /// Dropped: queue full, too large for the client, expired, or QoS 0 for an offline session.
+    pub messages_dropped: u64,
+}
+
+/// The broker. See the module documentation.
+pub struct Broker {
+    config: Config,
+    connections: BTreeMap<ConnectionId, Connection>,
+    sessions: BTreeMap<String, Session>,
+    subscriptions: SubscriptionTree<SubscriberKey, StoredSubscription>,
+    retained: BTreeMap<String, std::sync::Arc<Message>>,
+    timers: BTreeSet<(Instant, Timer)>,
+    /// Round-robin position of each shared group, by (group, filter).
+    shared_positions: BTreeMap<(String, String), usize>,
+    outputs: VecDeque<Output>,
+    assigned_id_next: u64,
+    /// Connections accepted in the current second, for the connection rate limit.
+    rate_window: (Option<Instant>, u32),
+    statistics: Statistics,
+}
+
+impl Broker {
+    pub fn new(config: Config) -> Broker {
+        Broker {
+            config,
+            connections: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            subscriptions: SubscriptionTree::new(),
+            retained: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            shared_positions: BTreeMap::new(),
+            outputs: VecDeque::new(),
+            assigned_id_next: 1,
+            rate_window: (None, 0),
+            statistics: Statistics::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn statistics(&self) -> Statistics {
+        Statistics {
+            connections: self.connections.len(),
+            sessions: self.sessions.len(),
+            retained_messages: self.retained.len(),
+            ..self.statistics
+        }
+    }
+
+    // ---- inputs ----------------------------------------------------------------------------
+
+    /// A network connection was accepted; its CONNECT must come within the connect timeout.
+    pub fn handle_connection_opened(&mut self, now: Instant, connection: ConnectionId) {
+        let state = Connection::new(now, self.config.connect_timeout);
+        if let ConnectionState::AwaitingConnect { deadline } = state.state {
+            self.timers.insert((deadline, Timer::Connect(connection)));
+        }
+        self.connections.insert(connection, state);
+    }
+
+    /// A strictly decoded packet from `connection`.
+    pub fn handle_packet(&mut self, now: Instant, connection: ConnectionId, packet: Packet) {
+        let Some(state) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        state.last_received = now;
+        match state.state.clone() {
+            ConnectionState::Closing => {}
+            ConnectionState::AwaitingConnect { .. } => match packet {
+                Packet::Connect(connect) => self.handle_connect(now, connection, *connect),
+                // The decoder accepts only CONNECT first; anything else means a bug upstream.
+                _ => self.close(connection),
+            },
+            ConnectionState::Connected { client_id } => self.handle_connected(now, connection, &client_id, packet),
+        }
+    }
+
+    /// A packet from `connection` failed strict decoding. Before CONNECT is accepted nothing but a
+    /// CONNACK may be sent (5.0 MQTT-3.2.0-1): an unsupported protocol level is answered with the
+    /// CONNACK code of that meaning in the client's own format (3.1.1 0x01, 5.0 0x84), anything
+    /// else is closed silently. After CONNECT, 5.0 gets a DISCONNECT with the code the spec assigns,
+    /// where it assigns one; 3.1.1 is closed.
+    pub fn handle_decode_error(&mut self, now: Instant, connection: ConnectionId, error: &DecodeError) {
+        let Some(state) = self.connections.get(&connection) else {
+            return;
+        };
+        match state.state.clone() {
+            ConnectionState::Closing => {}
+            ConnectionState::AwaitingConnect { .. } => {
+                if let DecodeErrorKind::UnsupportedProtocolLevel { .. } = error.kind {
+                    let version = match error.rule.spec {
+                        Spec::V3_1_1 => ProtocolVersion::V3_1_1,
+                        Spec::V5_0 => ProtocolVersion::V5,
+                    };
+                    let connack = mqtt_protocol::ConnAck {
+                        reason_code: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                        ..Default::default()
+                    };
+                    self.outputs.push_back(Output::Send {
+                        connection,
+                        version,
+                        packet: Packet::ConnAck(connack),
+                    });
+                }
+                self.close(connection);
+            }
+            ConnectionState::Connected { client_id } => {
+                tracing::debug!(connection, %error, "malformed packet");
+                self.disconnect_with(now, connection, &client_id, error.reason_code);
+            }
+        }
+    }
+
+    /// The network connection ended (the peer closed it, or it failed).
+    pub fn handle_connection_closed(&mut self, now: Instant, connection: ConnectionId) {
+        let Some(state) = self.connections.remove(&connection) else {
+            return;
+        };
+        if let ConnectionState::Connected { client_id } = state.state {
+            self.session_disconnected(now, &client_id, connection, true);
+        }
+    }
+
+    /// Keep-alive, connect, will-delay and session-expiry deadlines.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((at, timer)) = self.timers.first().cloned() {
+            if at > now {
+                return;
+            }
+            self.timers.pop_first();
+            match timer {
+                Timer::Connect(connection) => {
+                    if let Some(Connection {
+                        state: ConnectionState::AwaitingConnect { .. },
+                        ..
+                    }) = self.connections.get(&connection)
+                    {
+                        tracing::debug!(connection, "no CONNECT within the connect timeout");
+                        self.close(connection);
+                    }
+                }
+                Timer::KeepAlive(connection) => self.check_keep_alive(now, connection),
+                Timer::Will(client_id) => {
+                    if self.sessions.get(&client_id).and_then(|session| session.will_due_at) == Some(at) {
+                        self.publish_will(now, &client_id);
+                    }
+                }
+                Timer::SessionExpiry(client_id) => {
+                    let session = self.sessions.get(&client_id);
+                    if session.is_some_and(|session| session.connection.is_none() && session.expires_at == Some(at)) {
+                        self.end_session(now, &client_id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The server is shutting down: 5.0 clients get DISCONNECT 0x8B, every connection is closed.
+    pub fn handle_shutdown(&mut self, _now: Instant) {
+        let connections: Vec<(ConnectionId, ProtocolVersion, bool)> = self
+            .connections
+            .iter()
+            .map(|(id, state)| {
+                (
+                    *id,
+                    state.version,
+                    matches!(state.state, ConnectionState::Connected { .. }),
+                )
+            })
+            .collect();
+        for (connection, version, connected) in connections {
+            if connected && version.is_v5() {
+                let disconnect = Disconnect {
+                    reason_code: ReasonCode::SERVER_SHUTTING_DOWN,
+                    ..Disconnect::default()
+                };
+                self.send(connection, Packet::Disconnect(disconnect));
+            }
+            self.close(connection);
+        }
+    }
+
+    // ---- outputs ---------------------------------------------------------------------------
+
+    /// When [`Broker::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    // ---- connected packets -----------------------------------------------------------------
+
+    fn handle_connected(&mut self, now: Instant, connection: ConnectionId, client_id: &str, packet: Packet) {
+        match packet {
+            Packet::Publish(publish) => self.handle_publish(now, connection, client_id, publish),
+            Packet::PubAck(ack) => {
+                let result = self.session_mut(client_id).outgoing.handle_puback(&ack);
+                match result {
+                    Ok(completed) => {
+                        self.delivery_completed(now, client_id, completed.packet_id, completed.reason_code)
+                    }
+                    Err(error) => self.flow_violation(now, connection, client_id, error),
+                }
+            }
+            Packet::PubRec(ack) => {
+                let result = self.session_mut(client_id).outgoing.handle_pubrec(&ack);
+                match result {
+                    Ok(Some(pubrel)) => {
+                        self.session_mut(client_id).shared_inflight.remove(&ack.packet_id);
+                        self.send(connection, Packet::PubRel(pubrel));
+                    }
+                    Ok(None) => self.delivery_completed(now, client_id, ack.packet_id, ack.reason_code),
+                    Err(error) => self.flow_violation(now, connection, client_id, error),
+                }
+            }
+            Packet::PubComp(ack) => {
+                let result = self.session_mut(client_id).outgoing.handle_pubcomp(&ack);
+                match result {
+                    Ok(completed) => {
+                        self.delivery_completed(now, client_id, completed.packet_id, completed.reason_code)
+                    }
+                    Err(error) => self.flow_violation(now, connection, client_id, error),
+                }
+            }
+            Packet::PubRel(ack) => {
+                let session = self.session_mut(client_id);
+                let version = session.version;
+                let pubcomp = session.incoming.handle_pubrel(&ack, version);
+                self.send(connection, Packet::PubComp(pubcomp));
+            }
+            Packet::Subscribe(subscribe) => self.handle_subscribe(now, connection, client_id, subscribe),
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(connection, client_id, unsubscribe),
+            Packet::PingReq => self.send(connection, Packet::PingResp),
+            Packet::Disconnect(disconnect) => self.handle_disconnect(now, connection, client_id, disconnect),
+            Packet::Connect(_) => {
+                // A second CONNECT is a Protocol Error (5.0 MQTT-3.1.0-2, 3.1.1 MQTT-3.1.0-2).
+                self.disconnect_with(now, connection, client_id, Some(ReasonCode::PROTOCOL_ERROR));
+            }
+            Packet::Auth(_) => {
+                // No enhanced authentication is in progress (5.0 §4.12): a Protocol Error.
+                self.disconnect_with(now, connection, client_id, Some(ReasonCode::PROTOCOL_ERROR));
+            }
+            // Packets only a server sends cannot get here: the decoder refuses them.
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                self.disconnect_with(now, connection, client_id, Some(ReasonCode::PROTOCOL_ERROR));
+            }
+        }
+    }
+
+    fn handle_disconnect(&mut self, now: Instant, connection: ConnectionId, client_id: &str, disconnect: Disconnect) {
+        let Some(state) = self.connections.get(&connection) else {
+            return;
+        };
+        let version = state.version;
+        let connect_expiry = state.connect_session_expiry_s;
+        if version.is_v5() {
+            if let Some(expiry) = disconnect.properties.session_expiry_interval_s {
+                if connect_expiry == 0 && expiry != 0 {
+                    // 5.0 §3.14.2.2.2: a session that was to end with the connection cannot be
+                    // extended at DISCONNECT: a Protocol Error, and the will goes out.
+                    self.disconnect_with(now, connection, client_id, Some(ReasonCode::PROTOCOL_ERROR));
+                    return;
+                }
+                self.session_mut(client_id).expiry_interval_s = expiry;
+            }
+        }
+        let publish_will = version.is_v5() && disconnect.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE;
+        if !publish_will {
+            // A normal DISCONNECT discards the will (5.0 MQTT-3.14.4-3, 3.1.1 MQTT-3.14.4-3).
+            self.session_mut(client_id).will = None;
+        }
+        self.connections.remove(&connection);
+        self.outputs.push_back(Output::Close { connection });
+        self.session_disconnected(now, client_id, connection, publish_will);
+    }
+
+    /// A client broke a flow rule (an ack for an unknown packet id, for instance).
+    fn flow_violation(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        client_id: &str,
+        error: mqtt_protocol::flow::FlowError,
+    ) {
+        let version = self
+            .sessions
+            .get(client_id)
+            .map_or(ProtocolVersion::V5, |session| session.version);
+        if let Some(reply) = error.reply(version) {
+            self.send(connection, reply);
+            return;
+        }
+        tracing::debug!(connection, %error, "flow violation");
+        // An ack for a packet id not in flight has no code of its own in the spec (5.0 §4.13.1
+        // asks for a DISCONNECT only where one is given): close without pretending to know one.
+        self.disconnect_with(now, connection, client_id, error.reason_code());
+    }
+
+    // ---- keep alive, wills, session ends ------------------------------------------------------
+
+    fn check_keep_alive(&mut self, now: Instant, connection: ConnectionId) {
+        let Some(state) = self.connections.get(&connection) else {
+            return;
+        };
+        let ConnectionState::Connected { client_id } = state.state.clone() else {
+            return;
+        };
+        let Some(deadline) = state.keep_alive_deadline() else {
+            return;
+        };
+        if deadline > now {
+            self.timers.insert((deadline, Timer::KeepAlive(connection)));
+            return;
+        }
+        tracing::debug!(connection, %client_id, "keep alive expired");
+        // 5.0 MQTT-3.1.2-22 / 3.1.1 MQTT-3.1.2-24: closed as if the network had failed; 5.0 says
+        // why first (0x8D, a code only the server sends).
+        self.disconnect_with(now, connection, &client_id, Some(ReasonCode::KEEP_ALIVE_TIMEOUT));
+    }
+
+    /// Ends a connection the broker gives up on: in 5.0 a DISCONNECT with `reason_code` when the
+    /// spec assigns one; the will is published (the close is not a normal DISCONNECT).
+    fn disconnect_with(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        client_id: &str,
+        reason_code: Option<ReasonCode>,
+    ) {
+        let Some(state) = self.connections.get(&connection) else {
+            return;
+        };
+        if state.state == ConnectionState::Closing {
+            return;
+        }
+        if state.version.is_v5() {
+            if let Some(reason_code) = reason_code {
+                self.send(
+                    connection,
+                    Packet::Disconnect(Disconnect {
+                        reason_code,
+                        ..Disconnect::default()
+                    }),
+                );
+            }
+        }
+        self.close(connection);
+        self.session_disconnected(now, client_id, connection, true);
+    }
+
+    /// Asks the I/O layer to close `connection` and stops listening to it.
+    fn close(&mut self, connection: ConnectionId) {
+        if let Some(state) = self.connections.get_mut(&connection) {
+            if state.state != ConnectionState::Closing {
+                state.state = ConnectionState::Closing;
+                self.outputs.push_back(Output::Close { connection });
+            }
+        }
+    }
+
+    /// The session's connection is gone. Its will goes out now, after its delay, or when the
+    /// session ends, whichever is first (5.0 §3.1.2.5, §3.1.3.2.2); the session ends now or after
+    /// its expiry interval.
+    fn session_disconnected(&mut self, now: Instant, client_id: &str, connection: ConnectionId, publish_will: bool) {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        if session.connection != Some(connection) {
+            return; // taken over already
+        }
+        session.connection = None;
+        if !publish_will {
+            session.will = None;
+        }
+        let expiry = session.expiry_interval_s;
+        session.expires_at = match expiry {
+            u32::MAX => None,
+            seconds => Some(now + Duration::from_secs(u64::from(seconds))),
+        };
+        if let Some(will) = &session.will {
+            let due_at = now + will.delay;
+            session.will_due_at = Some(due_at);
+            if will.delay.is_zero() {
+                self.publish_will(now, client_id);
+            } else {
+                self.timers.insert((due_at, Timer::Will(client_id.to_owned())));
+            }
+        }
+        match self.sessions.get(client_id).and_then(|session| session.expires_at) {
+            _ if expiry == 0 => self.end_session(now, client_id),
+            Some(expires_at) => {
+                self.timers
+                    .insert((expires_at, Timer::SessionExpiry(client_id.to_owned())));
+            }
+            None => {}
+        }
+    }
+
+    fn publish_will(&mut self, now: Instant, client_id: &str) {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        session.will_due_at = None;
+        let Some(will) = session.will.take() else { return };
+        let mut properties = will.properties;
+        let expiry_interval_s = properties.message_expiry_interval_s.take();
+        properties.will_delay_interval_s = None;
+        let message = Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos.min(self.config.maximum_qos),
+            retain: will.retain && self.config.retain_available,
+            properties,
+            expiry_interval_s,
+            received_at: now,
+            publisher: client_id.to_owned(),
+        };
+        self.route(now, message);
+    }
+
+    /// The session ends: its will (if still waiting) goes out, its subscriptions go, and QoS 1
+    /// messages it held through shared subscriptions go to another member (5.0 §4.8.2); QoS 2
+    /// ones never do (MQTT-4.8.2-5).
+    fn end_session(&mut self, now: Instant, client_id: &str) {
+        if self
+            .sessions
+            .get(client_id)
+            .is_some_and(|session| session.will.is_some())
+        {
+            self.publish_will(now, client_id);
+        }
+        // Out of the tree while the session (and its version) is still known.
+        let filters: Vec<String> = self
+            .sessions
+            .get(client_id)
+            .map(|session| session.subscriptions.keys().cloned().collect())
+            .unwrap_or_default();
+        for filter in &filters {
+            self.remove_from_tree(client_id, filter);
+        }
+        let Some(mut session) = self.sessions.remove(client_id) else {
+            return;
+        };
+        let mut redeliver: Vec<session::Delivery> =
+            std::mem::take(&mut session.shared_inflight).into_values().collect();
+        redeliver.extend(session.queue.drain(..).filter(|delivery| delivery.shared.is_some()));
+        for delivery in redeliver {
+            if delivery.qos == mqtt_protocol::QoS::AtLeastOnce {
+                if let Some((group, filter)) = delivery.shared.clone() {
+                    self.redeliver_shared(now, &group, &filter, delivery);
+                }
+            }
+        }
+    }
+
+    // ---- helpers ---------------------------------------------------------------------------
+
+    fn session_mut(&mut self, client_id: &str) -> &mut Session {
+        self.sessions
+            .get_mut(client_id)
+            .unwrap_or_else(|| panic!("connected client {client_id} has no session"))
+    }
+
+    /// Queues `packet` for `connection`, if it is still listened to. Packets other than PUBLISH
+    /// that would exceed the client's Maximum Packet Size lose their Reason String and User
+    /// Properties (5.0 MQTT-3.2.2-19, MQTT-3.4.2-2, ...), or are not sent if still too large.
+    fn send(&mut self, connection: ConnectionId, mut packet: Packet) {
+        let Some(state) = self.connections.get(&connection) else {
+            return;
+        };
+        if state.state == ConnectionState::Closing {
+            return;
+        }
+        let version = state.version;
+        if !state.request_problem_information {
+            strip_problem_information(&mut packet);
+        }
+        if let Some(maximum) = state.maximum_packet_size {
+            let fits = |packet: &Packet| encoded_len(packet, version).is_ok_and(|size| size <= maximum as usize);
+            if !fits(&packet) {
+                strip_problem_information(&mut packet);
+                if !fits(&packet) {
+                    tracing::debug!(connection, "a packet too large for the client is not sent");
+                    return;
+                }
+            }
+        }
+        self.outputs.push_back(Output::Send {
+            connection,
+            version,
+            packet,
+        });
+    }
+
+    fn next_assigned_client_id(&mut self) -> String {
+        loop {
+            let client_id = format!("mqtt-harness-{}", self.assigned_id_next);
+            self.assigned_id_next += 1;
+            if !self.sessions.contains_key(&client_id) {
+                return client_id;
+            }
+        }
+    }
+}
+
+/// Drops Reason String and User Properties from a packet that is not a PUBLISH.
+fn strip_problem_information(packet: &mut Packet) {
+    let properties: &mut Properties = match packet {
+        Packet::ConnAck(connack) => &mut connack.properties,
+        Packet::PubAck(ack) | Packet::PubRec(ack) | Packet::PubRel(ack) | Packet::PubComp(ack) => &mut ack.properties,
+        Packet::SubAck(suback) => &mut suback.properties,
+        Packet::UnsubAck(unsuback) => &mut unsuback.properties,
+        Packet::Disconnect(disconnect) => &mut disconnect.properties,
+        Packet::Auth(auth) => &mut auth.properties,
+        _ => return,
+    };
+    properties.reason_string = None;
+    properties.user_properties.clear();
+}

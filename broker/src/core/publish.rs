@@ -1,0 +1,403 @@
+//! PUBLISH in and out: topic aliases, QoS flows, retained messages, routing to subscriptions
+//! (overlapping and shared), delivery through each session's window, message expiry, and the
+//! client's Maximum Packet Size.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mqtt_protocol::{encoded_len, Packet, Properties, Publish, QoS, ReasonCode};
+use tokio::time::Instant;
+
+use super::session::{Delivery, Message};
+use super::{Broker, ConnectionId};
+
+/// A member of a shared group matching a message: client id, granted QoS, subscription identifier.
+type SharedMember = (String, QoS, Option<u32>);
+
+/// How one client's matching non-shared subscriptions combine into one delivery: the highest
+/// QoS, every Subscription Identifier (5.0 MQTT-3.3.4-2, -3, -4), and Retain As Published if any
+/// matching subscription asked for it.
+#[derive(Default)]
+struct Combined {
+    qos: Option<QoS>,
+    retain_as_published: bool,
+    identifiers: Vec<u32>,
+}
+
+impl Broker {
+    pub(super) fn handle_publish(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        client_id: &str,
+        mut publish: Publish,
+    ) {
+        let Some(state) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        let v5 = state.version.is_v5();
+
+        // Topic aliases from the client (5.0 §3.3.2.3.4): 0 or above our maximum is 0x94; an
+        // empty topic needs a mapping on this connection, else it is a Protocol Error.
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            if alias == 0 || alias > self.config.topic_alias_maximum {
+                self.disconnect_with(now, connection, client_id, Some(ReasonCode::TOPIC_ALIAS_INVALID));
+                return;
+            }
+            if publish.topic.is_empty() {
+                match state.aliases.get(&alias) {
+                    Some(topic) => publish.topic = topic.clone(),
+                    None => {
+                        self.disconnect_with(now, connection, client_id, Some(ReasonCode::PROTOCOL_ERROR));
+                        return;
+                    }
+                }
+            } else {
+                state.aliases.insert(alias, publish.topic.clone());
+            }
+        }
+        if publish.qos > self.config.maximum_qos {
+            // 5.0 §3.2.2.3.4: above the Maximum QoS we announced is 0x9B.
+            self.disconnect_with(now, connection, client_id, Some(ReasonCode::QOS_NOT_SUPPORTED));
+            return;
+        }
+        if publish.retain && !self.config.retain_available {
+            // 5.0 §3.2.2.3.5: 0x9A.
+            self.disconnect_with(now, connection, client_id, Some(ReasonCode::RETAIN_NOT_SUPPORTED));
+            return;
+        }
+        if publish.topic.split('/').count() > self.config.topic_levels_max {
+            if v5 && publish.qos != QoS::AtMostOnce {
+                self.acknowledge(connection, client_id, &publish, ReasonCode::TOPIC_NAME_INVALID);
+            } else {
+                self.disconnect_with(now, connection, client_id, Some(ReasonCode::TOPIC_NAME_INVALID));
+            }
+            return;
+        }
+
+        let incoming = match self.session_mut(client_id).incoming.handle_publish(&publish) {
+            Ok(incoming) => incoming,
+            Err(error) => {
+                // Our Receive Maximum exceeded: 0x93 (5.0 §3.3.4).
+                tracing::debug!(connection, %error, "receive maximum exceeded");
+                self.disconnect_with(now, connection, client_id, error.reason_code());
+                return;
+            }
+        };
+        if !incoming.deliver {
+            // A QoS 2 resend: acknowledge again, deliver once.
+            if let Some(reply) = incoming.reply {
+                self.send(connection, reply);
+            }
+            return;
+        }
+        self.statistics.messages_received += 1;
+        let message = message_from(now, client_id, publish.clone());
+        if message.retain && !self.retain(&message) {
+            // The retained store is full: the message is refused (5.0 0x97 Quota exceeded).
+            if v5 && publish.qos != QoS::AtMostOnce {
+                self.acknowledge(connection, client_id, &publish, ReasonCode::QUOTA_EXCEEDED);
+                return;
+            }
+        }
+        if let Some(reply) = incoming.reply {
+            self.send(connection, reply);
+        }
+        self.route(now, message);
+    }
+
+    /// Answers a QoS 1/2 PUBLISH with a failure code instead of delivering it.
+    fn acknowledge(&mut self, connection: ConnectionId, client_id: &str, publish: &Publish, reason_code: ReasonCode) {
+        let session = self.session_mut(client_id);
+        if let Some(reply) = session.incoming.acknowledge_with(publish, reason_code) {
+            self.send(connection, reply);
+        }
+    }
+
+    /// Stores, replaces or deletes the retained message of the topic (5.0 MQTT-3.3.1-5 to -7,
+    /// 3.1.1 MQTT-3.3.1-5, -10, -11). `false` when the store is full and the topic is new.
+    fn retain(&mut self, message: &Message) -> bool {
+        if message.payload.is_empty() {
+            self.retained.remove(&message.topic);
+            return true;
+        }
+        if !self.retained.contains_key(&message.topic) && self.retained.len() >= self.config.retained_messages_max {
+            return false;
+        }
+        let stored = Message {
+            topic: message.topic.clone(),
+            payload: message.payload.clone(),
+            qos: message.qos,
+            retain: true,
+            properties: message.properties.clone(),
+            expiry_interval_s: message.expiry_interval_s,
+            received_at: message.received_at,
+            publisher: message.publisher.clone(),
+        };
+        self.retained.insert(message.topic.clone(), Arc::new(stored));
+        true
+    }
+
+    /// Sends `message` to every matching subscription.
+    pub(super) fn route(&mut self, now: Instant, message: Message) {
+        let message = Arc::new(message);
+        let mut combined: BTreeMap<String, Combined> = BTreeMap::new();
+        let mut groups: BTreeMap<(String, String), Vec<SharedMember>> = BTreeMap::new();
+        self.subscriptions
+            .for_each_match(&message.topic, |filter, key, subscription| {
+                let options = subscription.options;
+                match &key.group {
+                    None => {
+                        if options.no_local && key.client_id == message.publisher {
+                            return; // 5.0 MQTT-3.8.3-3
+                        }
+                        let entry = combined.entry(key.client_id.clone()).or_default();
+                        entry.qos = Some(entry.qos.map_or(options.qos, |qos| qos.max(options.qos)));
+                        entry.retain_as_published |= options.retain_as_published;
+                        entry.identifiers.extend(subscription.identifier);
+                    }
+                    Some(group) => groups.entry((group.clone(), filter.to_owned())).or_default().push((
+                        key.client_id.clone(),
+                        options.qos,
+                        subscription.identifier,
+                    )),
+                }
+            });
+        for (client_id, subscription) in combined {
+            let granted = subscription.qos.unwrap_or(QoS::AtMostOnce);
+            let version_is_v5 = self
+                .sessions
+                .get(&client_id)
+                .is_some_and(|session| session.version.is_v5());
+            // RETAIN on a forwarded message: 5.0 as Retain As Published says (MQTT-3.3.1-12/-13);
+            // 3.1.1 only for messages sent because of a new subscription (MQTT-3.3.1-9).
+            let retain = version_is_v5 && subscription.retain_as_published && message.retain;
+            let delivery = Delivery {
+                message: message.clone(),
+                qos: message.qos.min(granted),
+                retain,
+                subscription_identifiers: subscription.identifiers,
+                shared: None,
+            };
+            self.deliver(now, &client_id, delivery);
+        }
+        for ((group, filter), members) in groups {
+            self.deliver_shared(now, &group, &filter, &members, &message, None);
+        }
+    }
+
+    /// Picks one member of a shared group, round-robin, preferring members that are connected,
+    /// and delivers to it. `excluded` is a member that must not get it again.
+    fn deliver_shared(
+        &mut self,
+        now: Instant,
+        group: &str,
+        filter: &str,
+        members: &[SharedMember],
+        message: &Arc<Message>,
+        excluded: Option<&str>,
+    ) {
+        let candidates: Vec<&SharedMember> = members
+            .iter()
+            .filter(|(client_id, _, _)| Some(client_id.as_str()) != excluded)
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let position = self
+            .shared_positions
+            .entry((group.to_owned(), filter.to_owned()))
+            .or_insert(0);
+        let start = *position;
+        *position = position.wrapping_add(1);
+        let connected = |client_id: &str| {
+            self.sessions
+                .get(client_id)
+                .is_some_and(|session| session.connection.is_some())
+        };
+        let count = candidates.len();
+        let chosen = (0..count)
+            .map(|offset| candidates[(start + offset) % count])
+            .find(|(client_id, _, _)| connected(client_id))
+            .unwrap_or(candidates[start % count]);
+        let (client_id, granted, identifier) = chosen.clone();
+        let delivery = Delivery {
+            message: message.clone(),
+            qos: message.qos.min(granted),
+            // No retained messages on shared subscriptions; forwarded RETAIN as Retain As
+            // Published is not offered on shared subscriptions here: always 0.
+            retain: false,
+            subscription_identifiers: identifier.into_iter().collect(),
+            shared: Some((group.to_owned(), filter.to_owned())),
+        };
+        self.deliver(now, &client_id, delivery);
+    }
+
+    /// A shared QoS 1 message whose session ended unacknowledged goes to another member.
+    pub(super) fn redeliver_shared(&mut self, now: Instant, group: &str, filter: &str, delivery: Delivery) {
+        let mut members = Vec::new();
+        self.subscriptions
+            .for_each_match(&delivery.message.topic, |matched_filter, key, subscription| {
+                if matched_filter == filter && key.group.as_deref() == Some(group) {
+                    members.push((key.client_id.clone(), subscription.options.qos, subscription.identifier));
+                }
+            });
+        self.deliver_shared(now, group, filter, &members, &delivery.message, None);
+    }
+
+    /// Hands a delivery to a session: sent now if it is connected and its window allows, queued
+    /// otherwise. An offline session queues QoS 1 and 2 only; a full queue drops the new delivery.
+    pub(super) fn deliver(&mut self, now: Instant, client_id: &str, delivery: Delivery) {
+        let queued_max = self.config.queued_messages_max;
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        let connected = session.connection.is_some();
+        if !connected && delivery.qos == QoS::AtMostOnce {
+            self.statistics.messages_dropped += 1;
+            return;
+        }
+        if connected && session.queue.is_empty() && (delivery.qos == QoS::AtMostOnce || session.outgoing.can_send()) {
+            self.send_delivery(now, client_id, delivery);
+            return;
+        }
+        if session.queue.len() >= queued_max {
+            self.statistics.messages_dropped += 1;
+            return;
+        }
+        session.queue.push_back(delivery);
+    }
+
+    /// Sends queued deliveries while the window has room; first any PUBLISH withheld at resume.
+    pub(super) fn pump(&mut self, now: Instant, client_id: &str) {
+        loop {
+            let Some(session) = self.sessions.get_mut(client_id) else {
+                return;
+            };
+            let Some(connection) = session.connection else { return };
+            if let Some(resend) = session.outgoing.resend_next() {
+                self.send(connection, Packet::Publish(resend));
+                continue;
+            }
+            let ready = match session.queue.front() {
+                Some(delivery) => delivery.qos == QoS::AtMostOnce || session.outgoing.can_send(),
+                None => false,
+            };
+            if !ready {
+                return;
+            }
+            let Some(delivery) = session.queue.pop_front() else {
+                return;
+            };
+            self.send_delivery(now, client_id, delivery);
+        }
+    }
+
+    /// One QoS 1/2 delivery ended (acknowledged, or refused with 0x80 or above).
+    pub(super) fn delivery_completed(
+        &mut self,
+        now: Instant,
+        client_id: &str,
+        packet_id: u16,
+        _reason_code: ReasonCode,
+    ) {
+        // Refused or not, a shared delivery that ended is never sent to another member (5.0
+        // MQTT-4.8.2-6 for refusals).
+        self.session_mut(client_id).shared_inflight.remove(&packet_id);
+        self.statistics.messages_delivered += 1;
+        self.pump(now, client_id);
+    }
+
+    /// Builds the PUBLISH for one delivery and writes it, through the QoS flows for QoS 1 and 2.
+    fn send_delivery(&mut self, now: Instant, client_id: &str, delivery: Delivery) {
+        let message = &delivery.message;
+        if message.is_expired(now) {
+            // 5.0 MQTT-3.3.2-5: expired before onward delivery started: deleted.
+            self.statistics.messages_dropped += 1;
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        let Some(connection) = session.connection else { return };
+        let v5 = session.version.is_v5();
+        let mut properties = if v5 {
+            message.properties.clone()
+        } else {
+            Properties::default()
+        };
+        if v5 {
+            properties.message_expiry_interval_s = message.expiry_left_s(now);
+            properties.subscription_identifiers = delivery.subscription_identifiers.clone();
+        }
+        let publish = Publish {
+            dup: false,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: message.topic.clone(),
+            packet_id: (delivery.qos != QoS::AtMostOnce).then_some(1),
+            properties,
+            payload: message.payload.clone(),
+        };
+        // Too large for the client: dropped as if sent (5.0 MQTT-3.1.2-24, -25).
+        let maximum = self
+            .connections
+            .get(&connection)
+            .and_then(|state| state.maximum_packet_size);
+        if let Some(maximum) = maximum {
+            let packet = Packet::Publish(publish);
+            let fits = encoded_len(&packet, session.version).is_ok_and(|size| size <= maximum as usize);
+            if !fits {
+                self.statistics.messages_dropped += 1;
+                return;
+            }
+            let Packet::Publish(publish) = packet else {
+                unreachable!("built as a PUBLISH")
+            };
+            self.write_delivery(client_id, connection, publish, delivery);
+        } else {
+            self.write_delivery(client_id, connection, publish, delivery);
+        }
+    }
+
+    fn write_delivery(&mut self, client_id: &str, connection: ConnectionId, publish: Publish, delivery: Delivery) {
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        let qos = publish.qos;
+        match session.outgoing.send(publish) {
+            Ok(sent) => {
+                if qos == QoS::AtMostOnce {
+                    self.statistics.messages_delivered += 1;
+                } else if let (Some(packet_id), Some(_)) = (sent.packet_id, &delivery.shared) {
+                    session.shared_inflight.insert(packet_id, delivery);
+                }
+                self.send(connection, Packet::Publish(sent));
+            }
+            Err(_) => {
+                // The window closed meanwhile (or every id is in use): wait at the front.
+                session.queue.push_front(delivery);
+            }
+        }
+    }
+}
+
+/// The message a PUBLISH carries, with the properties a subscriber gets (5.0 §3.3.2.3): Topic
+/// Alias and Subscription Identifiers are the connection's and the subscription's, not the
+/// message's; Message Expiry is counted down separately.
+fn message_from(now: Instant, client_id: &str, publish: Publish) -> Message {
+    let mut properties = publish.properties;
+    let expiry_interval_s = properties.message_expiry_interval_s.take();
+    properties.topic_alias = None;
+    properties.subscription_identifiers.clear();
+    Message {
+        topic: publish.topic,
+        payload: publish.payload,
+        qos: publish.qos,
+        retain: publish.retain,
+        properties,
+        expiry_interval_s,
+        received_at: now,
+        publisher: client_id.to_owned(),
+    }
+}

@@ -1,0 +1,182 @@
+//! Sessions, connections and the messages that move between them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mqtt_protocol::flow::{IncomingFlows, OutgoingFlows};
+use mqtt_protocol::{Properties, ProtocolVersion, QoS, SubscriptionOptions};
+use tokio::time::Instant;
+
+use super::ConnectionId;
+
+/// An application message as the broker received it, shared by every delivery of it.
+#[derive(Debug)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    /// The properties forwarded to subscribers: Payload Format Indicator, Content Type, Response
+    /// Topic, Correlation Data, User Properties (in order). Topic Alias and Subscription
+    /// Identifiers are removed; Message Expiry is kept separately.
+    pub properties: Properties,
+    /// The Message Expiry Interval as received, if any.
+    pub expiry_interval_s: Option<u32>,
+    pub received_at: Instant,
+    /// The publishing client, for No Local.
+    pub publisher: String,
+}
+
+impl Message {
+    /// The Message Expiry Interval still left at `now`, or `None` when it has none; `Some(0)` means
+    /// expired (5.0 MQTT-3.3.2-5, MQTT-3.3.2-6).
+    pub fn expiry_left_s(&self, now: Instant) -> Option<u32> {
+        let interval = self.expiry_interval_s?;
+        let elapsed = now.saturating_duration_since(self.received_at).as_secs();
+        Some(u32::try_from(u64::from(interval).saturating_sub(elapsed)).unwrap_or(0))
+    }
+
+    pub fn is_expired(&self, now: Instant) -> bool {
+        match self.expiry_interval_s {
+            Some(interval) => now >= self.received_at + Duration::from_secs(u64::from(interval)),
+            None => false,
+        }
+    }
+}
+
+/// One message on its way to one session.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    pub qos: QoS,
+    pub retain: bool,
+    pub subscription_identifiers: Vec<u32>,
+    /// The shared subscription (group, filter) it was chosen through, if any.
+    pub shared: Option<(String, String)>,
+}
+
+/// A subscription as a session holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSubscription {
+    pub options: SubscriptionOptions,
+    pub identifier: Option<u32>,
+}
+
+/// The will of a connection (5.0 §3.1.2.5), carried on the message published.
+#[derive(Debug, Clone)]
+pub struct PendingWill {
+    pub topic: String,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    pub properties: Properties,
+    pub delay: Duration,
+}
+
+/// Session state (5.0 §4.1), kept while the session lasts, across connections.
+pub struct Session {
+    pub client_id: String,
+    pub version: ProtocolVersion,
+    pub connection: Option<ConnectionId>,
+    /// Our QoS 1/2 deliveries to the client not yet acknowledged.
+    pub outgoing: OutgoingFlows,
+    /// QoS 2 messages from the client not yet released.
+    pub incoming: IncomingFlows,
+    /// Deliveries waiting for the window or for the client to come back; bounded.
+    pub queue: VecDeque<Delivery>,
+    /// The shared-subscription deliveries in flight, by packet id, for redelivery when the
+    /// session ends (5.0 §4.8.2).
+    pub shared_inflight: BTreeMap<u16, Delivery>,
+    /// Subscriptions by their full filter (`$share/...` included).
+    pub subscriptions: BTreeMap<String, StoredSubscription>,
+    /// 0: ends with the connection; `u32::MAX`: never expires.
+    pub expiry_interval_s: u32,
+    /// When the disconnected session ends.
+    pub expires_at: Option<Instant>,
+    /// The will of the current (or last) connection, until published or discarded.
+    pub will: Option<PendingWill>,
+    /// When a will waiting for its delay is due.
+    pub will_due_at: Option<Instant>,
+}
+
+impl Session {
+    pub fn new(client_id: String, version: ProtocolVersion, receive_maximum: u16, inflight_count_max: u16) -> Session {
+        Session {
+            client_id,
+            version,
+            connection: None,
+            outgoing: OutgoingFlows::new(inflight_count_max),
+            incoming: IncomingFlows::new(receive_maximum),
+            queue: VecDeque::new(),
+            shared_inflight: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
+            expiry_interval_s: 0,
+            expires_at: None,
+            will: None,
+            will_due_at: None,
+        }
+    }
+}
+
+/// Where a network connection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Accepted; its CONNECT must arrive by `deadline`.
+    AwaitingConnect { deadline: Instant },
+    /// CONNECT accepted for this client id.
+    Connected { client_id: String },
+    /// The core asked to close it and ignores it from now on.
+    Closing,
+}
+
+/// One network connection.
+pub struct Connection {
+    pub state: ConnectionState,
+    pub version: ProtocolVersion,
+    /// The keep alive in force; the connection is closed after 1.5 times it without a packet.
+    pub keep_alive: Option<Duration>,
+    pub last_received: Instant,
+    /// Topic aliases the client set on this connection.
+    pub aliases: BTreeMap<u16, String>,
+    /// The client's Maximum Packet Size.
+    pub maximum_packet_size: Option<u32>,
+    /// Whether the client wants Reason Strings and User Properties on packets other than PUBLISH,
+    /// CONNACK and DISCONNECT (5.0 MQTT-3.1.2-29).
+    pub request_problem_information: bool,
+    /// The Session Expiry Interval the CONNECT set (0 when absent), for the DISCONNECT rule of 5.0
+    /// §3.14.2.2.2.
+    pub connect_session_expiry_s: u32,
+}
+
+impl Connection {
+    pub fn new(now: Instant, connect_timeout: Duration) -> Connection {
+        Connection {
+            state: ConnectionState::AwaitingConnect {
+                deadline: now + connect_timeout,
+            },
+            version: ProtocolVersion::V5,
+            keep_alive: None,
+            last_received: now,
+            aliases: BTreeMap::new(),
+            maximum_packet_size: None,
+            request_problem_information: true,
+            connect_session_expiry_s: 0,
+        }
+    }
+
+    pub fn client_id(&self) -> Option<&str> {
+        match &self.state {
+            ConnectionState::Connected { client_id } => Some(client_id),
+            _ => None,
+        }
+    }
+
+    /// When the connection has been silent for 1.5 times its keep alive (5.0 MQTT-3.1.2-22,
+    /// 3.1.1 MQTT-3.1.2-24), measured to the millisecond.
+    pub fn keep_alive_deadline(&self) -> Option<Instant> {
+        self.keep_alive
+            .map(|keep_alive| self.last_received + keep_alive * 3 / 2)
+    }
+}

@@ -1,0 +1,925 @@
+//! The sans-IO broker core, told the time. Goal: every behaviour of the broker exactly, instant by
+//! instant, with no sockets. Method: the harness drives `Broker` with packets and a clock made of
+//! millisecond offsets, and checks every packet the core sends is valid for its version.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use mqtt_broker::Config;
+use mqtt_protocol::*;
+
+use crate::harness::{connect, payloads, qos, Harness};
+
+use ProtocolVersion::{V3_1_1, V5};
+
+fn harness() -> Harness {
+    Harness::new(Config::default())
+}
+
+fn options(value: u8) -> SubscriptionOptions {
+    SubscriptionOptions::with_qos(qos(value))
+}
+
+// ---- CONNECT -------------------------------------------------------------------------------
+
+#[test]
+fn connack_advertises_what_the_broker_supports() {
+    let mut h = harness();
+    let (_, connack) = h.connect_with(connect(V5, "c"));
+    assert_eq!(
+        (connack.reason_code, connack.session_present),
+        (ReasonCode::SUCCESS, false)
+    );
+    let p = &connack.properties;
+    assert_eq!(p.receive_maximum, Some(1024));
+    assert_eq!(p.maximum_packet_size, Some(1024 * 1024));
+    assert_eq!(p.topic_alias_maximum, Some(64));
+    assert_eq!(p.maximum_qos, None, "Maximum QoS 2 is announced by leaving it out");
+    assert_eq!(
+        (
+            p.retain_available,
+            p.wildcard_subscription_available,
+            p.subscription_identifier_available,
+            p.shared_subscription_available
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+}
+
+#[test]
+fn maximum_qos_is_announced_only_as_0_or_1() {
+    let mut h = Harness::new(Config {
+        maximum_qos: QoS::AtLeastOnce,
+        ..Config::default()
+    });
+    let (_, connack) = h.connect_with(connect(V5, "c"));
+    assert_eq!(connack.properties.maximum_qos, Some(QoS::AtLeastOnce));
+}
+
+#[test]
+fn an_empty_5_0_client_id_is_assigned_one_with_any_clean_start() {
+    let mut h = harness();
+    for clean_start in [true, false] {
+        let (_, connack) = h.connect_with(Connect {
+            clean_start,
+            ..connect(V5, "")
+        });
+        let assigned = connack
+            .properties
+            .assigned_client_identifier
+            .clone()
+            .expect("5.0 MQTT-3.2.2-16");
+        assert!(!assigned.is_empty());
+    }
+}
+
+#[test]
+fn an_empty_3_1_1_client_id_with_clean_session_0_is_refused_with_0x02_and_closed() {
+    let mut h = harness();
+    let (connection, connack) = h.connect_with(Connect {
+        clean_start: false,
+        ..connect(V3_1_1, "")
+    });
+    // 0x85 is carried as 3.1.1's return code 0x02 (MQTT-3.1.3-8).
+    assert_eq!(connack.reason_code, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+    assert_eq!(connack.reason_code.to_v3_connack(), Some(0x02));
+    assert!(h.is_closed(connection));
+    let (_, accepted) = h.connect_with(connect(V3_1_1, ""));
+    assert_eq!(accepted.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(
+        accepted.properties.assigned_client_identifier, None,
+        "3.1.1 has no such property"
+    );
+}
+
+#[test]
+fn a_second_connect_is_a_protocol_error() {
+    let mut h = harness();
+    let connection = h.connect("c");
+    h.packet(connection, Packet::Connect(Box::new(connect(V5, "c"))));
+    assert!(matches!(
+        h.take(connection)[..],
+        [Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::PROTOCOL_ERROR,
+            ..
+        })]
+    ));
+    assert!(h.is_closed(connection));
+}
+
+#[test]
+fn no_connect_within_the_connect_timeout_closes_the_connection_without_a_packet() {
+    let mut h = harness();
+    let connection = h.open();
+    h.advance_ms(9_999);
+    assert!(!h.is_closed(connection));
+    h.advance_ms(1);
+    assert!(h.is_closed(connection));
+    assert!(
+        h.take(connection).is_empty(),
+        "no DISCONNECT before CONNACK (5.0 MQTT-3.14.0-1)"
+    );
+}
+
+#[test]
+fn connections_beyond_the_maximum_are_refused_with_the_code_of_each_version() {
+    let mut h = Harness::new(Config {
+        connections_max: 1,
+        ..Config::default()
+    });
+    h.connect("first");
+    let (c5, connack5) = h.connect_with(connect(V5, "second"));
+    assert_eq!(connack5.reason_code, ReasonCode::QUOTA_EXCEEDED);
+    let (c3, connack3) = h.connect_with(connect(V3_1_1, "third"));
+    assert_eq!(
+        connack3.reason_code.to_v3_connack(),
+        Some(0x03),
+        "3.1.1: Server unavailable"
+    );
+    assert!(h.is_closed(c5) && h.is_closed(c3));
+}
+
+// ---- keep alive ----------------------------------------------------------------------------
+
+#[test]
+fn a_silent_client_is_closed_at_exactly_one_and_a_half_keep_alives() {
+    let mut h = harness();
+    let (connection, _) = h.connect_with(Connect {
+        keep_alive_s: 10,
+        ..connect(V5, "c")
+    });
+    h.advance_ms(14_999);
+    assert!(!h.is_closed(connection), "closed before 1.5 x keep alive");
+    h.advance_ms(1);
+    assert!(h.is_closed(connection), "5.0 MQTT-3.1.2-22");
+    assert!(matches!(
+        h.take(connection)[..],
+        [Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::KEEP_ALIVE_TIMEOUT,
+            ..
+        })]
+    ));
+}
+
+#[test]
+fn every_packet_from_the_client_restarts_the_keep_alive() {
+    let mut h = harness();
+    let (connection, _) = h.connect_with(Connect {
+        keep_alive_s: 2,
+        ..connect(V3_1_1, "c")
+    });
+    for _ in 0..5 {
+        h.advance_ms(2_900);
+        h.packet(connection, Packet::PingReq);
+        assert_eq!(h.take(connection), [Packet::PingResp]);
+    }
+    assert!(!h.is_closed(connection));
+    h.advance_ms(3_000);
+    assert!(h.is_closed(connection));
+    assert!(h.take(connection).is_empty(), "3.1.1 has no DISCONNECT from the server");
+}
+
+#[test]
+fn server_keep_alive_overrides_the_clients_and_is_announced() {
+    let mut h = Harness::new(Config {
+        server_keep_alive_s: Some(4),
+        ..Config::default()
+    });
+    let (connection, connack) = h.connect_with(Connect {
+        keep_alive_s: 100,
+        ..connect(V5, "c")
+    });
+    assert_eq!(connack.properties.server_keep_alive_s, Some(4));
+    h.advance_ms(6_000);
+    assert!(h.is_closed(connection));
+}
+
+// ---- QoS and routing -----------------------------------------------------------------------
+
+#[test]
+fn messages_are_delivered_at_the_minimum_of_published_and_granted_qos() {
+    let mut h = harness();
+    let subscriber = h.connect("s");
+    let suback = h.subscribe(subscriber, "t/#", options(1));
+    assert_eq!(suback.reason_codes, [ReasonCode::GRANTED_QOS_1]);
+    let publisher = h.connect("p");
+    for (index, level) in [0u8, 1, 2].into_iter().enumerate() {
+        h.publish(publisher, "t/x", &format!("m{index}"), qos(level), 10 + index as u16);
+    }
+    let acks = h.take(publisher);
+    assert!(
+        matches!(&acks[..], [Packet::PubAck(a), Packet::PubRec(r)] if a.packet_id == 11 && r.packet_id == 12),
+        "{acks:?}"
+    );
+    let delivered = h.publishes(subscriber);
+    let levels: Vec<QoS> = delivered.iter().map(|p| p.qos).collect();
+    assert_eq!(levels, [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::AtLeastOnce]);
+    assert!(delivered.iter().all(|p| !p.retain && !p.dup));
+}
+
+#[test]
+fn a_qos2_message_is_delivered_once_even_when_resent_before_pubrel() {
+    let mut h = harness();
+    let subscriber = h.connect("s");
+    h.subscribe(subscriber, "t", options(2));
+    let publisher = h.connect("p");
+    h.publish(publisher, "t", "once", QoS::ExactlyOnce, 7);
+    let resend = Publish {
+        dup: true,
+        qos: QoS::ExactlyOnce,
+        topic: "t".into(),
+        packet_id: Some(7),
+        payload: Bytes::from_static(b"once"),
+        ..Publish::default()
+    };
+    h.packet(publisher, Packet::Publish(resend));
+    h.packet(publisher, Packet::PubRel(PublishAck::new(7)));
+    assert!(
+        matches!(&h.take(publisher)[..], [Packet::PubRec(_), Packet::PubRec(_), Packet::PubComp(c)] if c.reason_code == ReasonCode::SUCCESS)
+    );
+    assert_eq!(payloads(&h.publishes(subscriber)), ["once"]);
+}
+
+#[test]
+fn overlapping_subscriptions_give_one_copy_at_the_highest_qos_with_every_identifier() {
+    let mut h = harness();
+    let subscriber = h.connect("s");
+    let with_id = |id| {
+        Properties::from(PropertyFields {
+            subscription_identifiers: vec![id],
+            ..PropertyFields::default()
+        })
+    };
+    h.subscribe_with(
+        subscriber,
+        vec![Subscription {
+            filter: "a/+".into(),
+            options: options(0),
+        }],
+        with_id(1),
+    );
+    h.subscribe_with(
+        subscriber,
+        vec![Subscription {
+            filter: "a/#".into(),
+            options: options(1),
+        }],
+        with_id(2),
+    );
+    let publisher = h.connect("p");
+    h.publish(publisher, "a/b", "x", QoS::AtLeastOnce, 1);
+    let delivered = h.publishes(subscriber);
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].qos, QoS::AtLeastOnce);
+    let mut ids = delivered[0].properties.subscription_identifiers.clone();
+    ids.sort();
+    assert_eq!(ids, [1, 2]);
+}
+
+#[test]
+fn no_local_keeps_a_clients_own_messages_from_it() {
+    let mut h = harness();
+    let client = h.connect("c");
+    h.subscribe(
+        client,
+        "t",
+        SubscriptionOptions {
+            no_local: true,
+            ..options(0)
+        },
+    );
+    h.publish(client, "t", "mine", QoS::AtMostOnce, 0);
+    assert!(h.publishes(client).is_empty(), "5.0 MQTT-3.8.3-3");
+}
+
+#[test]
+fn dollar_topics_are_not_matched_by_a_leading_wildcard() {
+    let mut h = harness();
+    let subscriber = h.connect("s");
+    h.subscribe(subscriber, "#", options(0));
+    h.subscribe(subscriber, "$SYS/#", options(0));
+    let publisher = h.connect("p");
+    h.publish(publisher, "$SYS/load", "x", QoS::AtMostOnce, 0);
+    assert_eq!(h.publishes(subscriber).len(), 1, "only $SYS/# matches (MQTT-4.7.2-1)");
+}
+
+#[test]
+fn user_properties_and_forwarded_properties_arrive_unchanged_and_in_order() {
+    let mut h = harness();
+    let subscriber = h.connect("s");
+    h.subscribe(subscriber, "t", options(0));
+    let publisher = h.connect("p");
+    let properties = Properties::from(PropertyFields {
+        payload_format_indicator: Some(1),
+        content_type: Some("text/plain".into()),
+        response_topic: Some("reply/here".into()),
+        correlation_data: Some(Bytes::from_static(b"42")),
+        user_properties: vec![
+            ("b".into(), "1".into()),
+            ("a".into(), "2".into()),
+            ("b".into(), "3".into()),
+        ],
+        ..PropertyFields::default()
+    });
+    let publish = Publish {
+        topic: "t".into(),
+        properties: properties.clone(),
+        ..Publish::default()
+    };
+    h.packet(publisher, Packet::Publish(publish));
+    assert_eq!(
+        h.publishes(subscriber)[0].properties,
+        properties,
+        "5.0 MQTT-3.3.2-4, -15 to -20"
+    );
+}
+
+// ---- retained messages ---------------------------------------------------------------------
+
+#[test]
+fn retained_messages_are_stored_replaced_deleted_and_sent_with_retain_on_subscribe() {
+    let mut h = harness();
+    let publisher = h.connect("p");
+    let retained = |topic: &str, payload: &'static [u8]| Publish {
+        retain: true,
+        topic: topic.into(),
+        payload: Bytes::from_static(payload),
+        ..Publish::default()
+    };
+    h.packet(publisher, Packet::Publish(retained("r/1", b"old")));
+    h.packet(publisher, Packet::Publish(retained("r/1", b"new")));
+    h.packet(publisher, Packet::Publish(retained("r/2", b"gone")));
+    h.packet(publisher, Packet::Publish(retained("r/2", b"")));
+    let subscriber = h.connect("s");
+    h.subscribe(subscriber, "r/#", options(1));
+    let delivered = h.publishes(subscriber);
+    assert_eq!(payloads(&delivered), ["new"]);
+    assert!(
+        delivered[0].retain,
+        "retained messages on a new subscription carry RETAIN 1"
+    );
+}
+
+#[test]
+fn retain_on_forwarded_messages_follows_retain_as_published_in_5_0_and_is_0_in_3_1_1() {
+    let mut h = harness();
+    let rap = h.connect("rap");
+    h.subscribe(
+        rap,
+        "t",
+        SubscriptionOptions {
+            retain_as_published: true,
+            ..options(0)
+        },
+    );
+    let plain = h.connect("plain");
+    h.subscribe(plain, "t", options(0));
+    let (old, _) = h.connect_with(connect(V3_1_1, "old"));
+    h.subscribe(old, "t", options(0));
+    let publisher = h.connect("p");
+    h.packet(
+        publisher,
+        Packet::Publish(Publish {
+            retain: true,
+            topic: "t".into(),
+            payload: Bytes::from_static(b"x"),
+            ..Publish::default()
+        }),
+    );
+    assert!(h.publishes(rap)[0].retain, "5.0 MQTT-3.3.1-13");
+    assert!(!h.publishes(plain)[0].retain, "5.0 MQTT-3.3.1-12");
+    assert!(!h.publishes(old)[0].retain, "3.1.1 MQTT-3.3.1-9");
+}
+
+#[test]
+fn retain_handling_decides_whether_retained_messages_come_on_subscribe() {
+    // 5.0 §3.3.1.3 (Appendix B's MQTT-3.3.1-10 is inverted; the body is right).
+    let mut h = harness();
+    let publisher = h.connect("p");
+    h.packet(
+        publisher,
+        Packet::Publish(Publish {
+            retain: true,
+            topic: "r".into(),
+            payload: Bytes::from_static(b"x"),
+            ..Publish::default()
+        }),
+    );
+    let subscriber = h.connect("s");
+    let with = |handling| SubscriptionOptions {
+        retain_handling: handling,
+        ..options(0)
+    };
+    h.subscribe(subscriber, "r", with(RetainHandling::SendIfNew));
+    assert_eq!(h.publishes(subscriber).len(), 1, "1: sent for a new subscription");
+    h.subscribe(subscriber, "r", with(RetainHandling::SendIfNew));
+    assert_eq!(h.publishes(subscriber).len(), 0, "1: not sent when it already existed");
+    h.subscribe(subscriber, "r", with(RetainHandling::SendAtSubscribe));
+    assert_eq!(h.publishes(subscriber).len(), 1, "0: sent at every subscribe");
+    h.subscribe(subscriber, "r", with(RetainHandling::DoNotSend));
+    assert_eq!(h.publishes(subscriber).len(), 0, "2: never sent");
+}
+
+#[test]
+fn a_retained_message_expires_with_its_message_expiry_interval() {
+    let mut h = harness();
+    let publisher = h.connect("p");
+    let properties = Properties::from(PropertyFields {
+        message_expiry_interval_s: Some(5),
+        ..PropertyFields::default()
+    });
+    h.packet(
+        publisher,
+        Packet::Publish(Publish {
+            retain: true,
+            topic: "r".into(),
+            properties,
+            payload: Bytes::from_static(b"x"),
+            ..Publish::default()
+        }),
+    );
+    h.advance_ms(2_000);
+    let early = h.connect("early");
+    h.subscribe(early, "r", options(0));
+    let delivered = h.publishes(early);
+    assert_eq!(
+        delivered[0].properties.message_expiry_interval_s,
+        Some(3),
+        "counted down (5.0 MQTT-3.3.2-6)"
+    );
+    h.advance_ms(3_000);
+    let late = h.connect("late");
+    h.subscribe(late, "r", options(0));
+    assert!(h.publishes(late).is_empty(), "expired retained messages are not sent");
+}
+
+// ---- shared subscriptions ------------------------------------------------------------------
+
+#[test]
+fn a_shared_subscription_gives_each_message_to_one_member_in_turn() {
+    let mut h = harness();
+    let a = h.connect("a");
+    let b = h.connect("b");
+    for member in [a, b] {
+        h.subscribe(member, "$share/g/jobs/#", options(1));
+    }
+    let publisher = h.connect("p");
+    for index in 0..4 {
+        h.publish(publisher, "jobs/x", &format!("j{index}"), QoS::AtMostOnce, 0);
+    }
+    let (got_a, got_b) = (payloads(&h.publishes(a)), payloads(&h.publishes(b)));
+    assert_eq!(got_a.len() + got_b.len(), 4, "each message to exactly one member");
+    assert_eq!((got_a.len(), got_b.len()), (2, 2), "round-robin");
+}
+
+#[test]
+fn a_shared_subscription_gets_no_retained_messages() {
+    let mut h = harness();
+    let publisher = h.connect("p");
+    h.packet(
+        publisher,
+        Packet::Publish(Publish {
+            retain: true,
+            topic: "r".into(),
+            payload: Bytes::from_static(b"x"),
+            ..Publish::default()
+        }),
+    );
+    let member = h.connect("m");
+    h.subscribe(member, "$share/g/r", options(0));
+    assert!(h.publishes(member).is_empty());
+}
+
+#[test]
+fn an_unacknowledged_shared_qos1_message_goes_to_another_member_when_the_session_ends() {
+    let mut h = harness();
+    let a = h.connect("a");
+    let b = h.connect("b");
+    h.subscribe(a, "$share/g/t", options(1));
+    h.subscribe(b, "$share/g/t", options(1));
+    let publisher = h.connect("p");
+    h.publish(publisher, "t", "job", QoS::AtLeastOnce, 1);
+    let (to_a, to_b) = (h.publishes(a), h.publishes(b));
+    let (holder, other) = if to_a.is_empty() { (b, a) } else { (a, b) };
+    assert_eq!(to_a.len() + to_b.len(), 1);
+    h.network_lost(holder); // clean start, no expiry: the session ends with the connection
+    assert_eq!(payloads(&h.publishes(other)), ["job"]);
+}
+
+#[test]
+fn an_unacknowledged_shared_qos2_message_is_never_sent_to_another_member() {
+    let mut h = harness();
+    let a = h.connect("a");
+    let b = h.connect("b");
+    h.subscribe(a, "$share/g/t", options(2));
+    h.subscribe(b, "$share/g/t", options(2));
+    let publisher = h.connect("p");
+    h.publish(publisher, "t", "job", QoS::ExactlyOnce, 1);
+    let holder = if h.publishes(a).is_empty() { b } else { a };
+    let other = if holder == a { b } else { a };
+    h.network_lost(holder);
+    assert!(h.publishes(other).is_empty(), "5.0 MQTT-4.8.2-5");
+}
+
+// ---- sessions ------------------------------------------------------------------------------
+
+#[test]
+fn a_session_resumes_within_its_expiry_with_queued_messages_and_ends_after_it() {
+    let mut h = harness();
+    let persistent = |clean_start| Connect {
+        clean_start,
+        properties: Properties::from(PropertyFields {
+            session_expiry_interval_s: Some(10),
+            ..PropertyFields::default()
+        }),
+        ..connect(V5, "s")
+    };
+    let (subscriber, _) = h.connect_with(persistent(true));
+    h.subscribe(subscriber, "t", options(1));
+    h.network_lost(subscriber);
+    let publisher = h.connect("p");
+    h.publish(publisher, "t", "while away", QoS::AtLeastOnce, 1);
+    h.publish(publisher, "t", "qos0 is not queued", QoS::AtMostOnce, 0);
+    h.advance_ms(9_000);
+    let (subscriber, connack) = h.connect_with(persistent(false));
+    assert!(connack.session_present, "5.0 MQTT-3.2.2-3");
+    assert_eq!(payloads(&h.publishes(subscriber)), ["while away"]);
+    h.network_lost(subscriber);
+    h.advance_ms(10_000);
+    let (_, connack) = h.connect_with(persistent(false));
+    assert!(!connack.session_present, "the session expired");
+}
+
+#[test]
+fn an_unacknowledged_delivery_is_resent_with_dup_and_the_same_id_on_resume() {
+    let mut h = harness();
+    let persistent = |clean_start| Connect {
+        clean_start,
+        ..connect(V3_1_1, "s")
+    };
+    let (subscriber, _) = h.connect_with(Connect {
+        clean_start: false,
+        ..connect(V3_1_1, "s")
+    });
+    h.subscribe(subscriber, "t", options(1));
+    let publisher = h.connect("p");
+    h.publish(publisher, "t", "m", QoS::AtLeastOnce, 1);
+    let first = h.publishes(subscriber).remove(0);
+    h.network_lost(subscriber);
+    let (subscriber, connack) = h.connect_with(persistent(false));
+    assert!(connack.session_present);
+    let resent = h.publishes(subscriber);
+    assert_eq!(resent.len(), 1);
+    assert!(resent[0].dup && resent[0].packet_id == first.packet_id && !first.dup);
+}
+
+#[test]
+fn the_clients_receive_maximum_bounds_unacknowledged_deliveries() {
+    let mut h = harness();
+    let (subscriber, _) = h.connect_with(Connect {
+        properties: Properties::from(PropertyFields {
+            receive_maximum: Some(2),
+            ..PropertyFields::default()
+        }),
+        ..connect(V5, "s")
+    });
+    h.subscribe(subscriber, "t", options(1));
+    let publisher = h.connect("p");
+    for index in 0..3 {
+        h.publish(publisher, "t", &format!("m{index}"), QoS::AtLeastOnce, index + 1);
+    }
+    let first = h.publishes(subscriber);
+    assert_eq!(payloads(&first), ["m0", "m1"], "5.0 MQTT-3.3.4-9");
+    h.packet(subscriber, Packet::PubAck(PublishAck::new(first[0].packet_id.unwrap())));
+    assert_eq!(payloads(&h.publishes(subscriber)), ["m2"]);
+}
+
+#[test]
+fn exceeding_our_receive_maximum_is_disconnect_0x93() {
+    let mut h = Harness::new(Config {
+        receive_maximum: 2,
+        ..Config::default()
+    });
+    let publisher = h.connect("p");
+    for packet_id in 1..=3 {
+        h.publish(publisher, "t", "x", QoS::ExactlyOnce, packet_id);
+    }
+    let sent = h.take(publisher);
+    assert!(
+        matches!(sent.last(), Some(Packet::Disconnect(d)) if d.reason_code == ReasonCode::RECEIVE_MAXIMUM_EXCEEDED),
+        "{sent:?}"
+    );
+}
+
+// ---- wills ---------------------------------------------------------------------------------
+
+fn with_will(client_id: &str, delay_s: Option<u32>, expiry_s: Option<u32>) -> Connect {
+    Connect {
+        will: Some(Will {
+            topic: "will".into(),
+            payload: Bytes::from(client_id.to_owned()),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Properties::from(PropertyFields {
+                will_delay_interval_s: delay_s,
+                ..PropertyFields::default()
+            }),
+        }),
+        properties: Properties::from(PropertyFields {
+            session_expiry_interval_s: expiry_s,
+            ..PropertyFields::default()
+        }),
+        ..connect(V5, client_id)
+    }
+}
+
+fn watcher(h: &mut Harness) -> mqtt_broker::ConnectionId {
+    let watcher = h.connect("watcher");
+    h.subscribe(watcher, "will", options(1));
+    watcher
+}
+
+#[test]
+fn the_will_is_published_on_network_loss_and_not_after_a_normal_disconnect() {
+    let mut h = harness();
+    let watcher = watcher(&mut h);
+    let (lost, _) = h.connect_with(with_will("lost", None, None));
+    let (polite, _) = h.connect_with(with_will("polite", None, None));
+    h.network_lost(lost);
+    h.packet(polite, Packet::Disconnect(Disconnect::default()));
+    assert_eq!(payloads(&h.publishes(watcher)), ["lost"]);
+}
+
+#[test]
+fn disconnect_with_will_message_publishes_the_will() {
+    let mut h = harness();
+    let watcher = watcher(&mut h);
+    let (client, _) = h.connect_with(with_will("c", None, None));
+    h.packet(
+        client,
+        Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
+            ..Disconnect::default()
+        }),
+    );
+    assert_eq!(payloads(&h.publishes(watcher)), ["c"]);
+}
+
+#[test]
+fn the_will_waits_for_its_delay_and_a_resuming_reconnect_cancels_it() {
+    let mut h = harness();
+    let watcher = watcher(&mut h);
+    let (client, _) = h.connect_with(with_will("late", Some(5), Some(60)));
+    h.network_lost(client);
+    h.advance_ms(4_999);
+    assert!(h.publishes(watcher).is_empty());
+    h.advance_ms(1);
+    assert_eq!(payloads(&h.publishes(watcher)), ["late"], "published after the delay");
+
+    let (client, _) = h.connect_with(with_will("back", Some(5), Some(60)));
+    h.network_lost(client);
+    h.advance_ms(3_000);
+    h.connect_with(Connect {
+        clean_start: false,
+        ..with_will("back", Some(5), Some(60))
+    });
+    h.advance_ms(5_000);
+    assert!(h.publishes(watcher).is_empty(), "5.0 MQTT-3.1.3-9");
+}
+
+#[test]
+fn the_will_goes_out_when_the_session_ends_before_its_delay() {
+    let mut h = harness();
+    let watcher = watcher(&mut h);
+    let (client, _) = h.connect_with(with_will("short", Some(30), Some(2)));
+    h.network_lost(client);
+    h.advance_ms(2_000);
+    assert_eq!(payloads(&h.publishes(watcher)), ["short"]);
+}
+
+#[test]
+fn a_takeover_disconnects_the_old_connection_with_0x8e_and_publishes_its_will() {
+    let mut h = harness();
+    let watcher = watcher(&mut h);
+    let (old, _) = h.connect_with(with_will("twin", None, None));
+    let (_new, connack) = h.connect_with(connect(V5, "twin"));
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    assert!(matches!(
+        h.take(old)[..],
+        [Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::SESSION_TAKEN_OVER,
+            ..
+        })]
+    ));
+    assert!(h.is_closed(old));
+    assert_eq!(payloads(&h.publishes(watcher)), ["twin"]);
+}
+
+#[test]
+fn disconnect_setting_a_session_expiry_when_connect_had_none_is_a_protocol_error_and_publishes_the_will() {
+    let mut h = harness();
+    let watcher = watcher(&mut h);
+    let (client, _) = h.connect_with(with_will("c", None, None));
+    let disconnect = Disconnect {
+        properties: Properties::from(PropertyFields {
+            session_expiry_interval_s: Some(60),
+            ..PropertyFields::default()
+        }),
+        ..Disconnect::default()
+    };
+    h.packet(client, Packet::Disconnect(disconnect));
+    assert!(matches!(
+        h.take(client)[..],
+        [Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::PROTOCOL_ERROR,
+            ..
+        })]
+    ));
+    assert_eq!(payloads(&h.publishes(watcher)), ["c"]);
+}
+
+// ---- topic aliases, expiry, sizes, limits ----------------------------------------------------
+
+#[test]
+fn topic_aliases_map_per_connection_and_invalid_ones_disconnect() {
+    let mut h = harness();
+    let subscriber = h.connect("s");
+    h.subscribe(subscriber, "long/topic", options(0));
+    let publisher = h.connect("p");
+    let aliased = |topic: &str, alias| Publish {
+        topic: topic.into(),
+        properties: Properties::from(PropertyFields {
+            topic_alias: Some(alias),
+            ..PropertyFields::default()
+        }),
+        payload: Bytes::from_static(b"x"),
+        ..Publish::default()
+    };
+    h.packet(publisher, Packet::Publish(aliased("long/topic", 3)));
+    h.packet(publisher, Packet::Publish(aliased("", 3)));
+    let delivered = h.publishes(subscriber);
+    assert_eq!(delivered.len(), 2);
+    assert!(delivered
+        .iter()
+        .all(|p| p.topic == "long/topic" && p.properties.topic_alias.is_none()));
+    h.packet(publisher, Packet::Publish(aliased("", 4)));
+    assert!(matches!(
+        h.take(publisher)[..],
+        [Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::PROTOCOL_ERROR,
+            ..
+        })]
+    ));
+
+    let other = h.connect("o");
+    h.packet(other, Packet::Publish(aliased("t", 65)));
+    assert!(matches!(
+        h.take(other)[..],
+        [Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::TOPIC_ALIAS_INVALID,
+            ..
+        })]
+    ));
+}
+
+#[test]
+fn a_message_too_large_for_the_client_is_dropped_as_if_sent() {
+    let mut h = harness();
+    let (subscriber, _) = h.connect_with(Connect {
+        properties: Properties::from(PropertyFields {
+            maximum_packet_size: Some(32),
+            ..PropertyFields::default()
+        }),
+        ..connect(V5, "s")
+    });
+    h.subscribe(subscriber, "t", options(1));
+    let publisher = h.connect("p");
+    h.publish(publisher, "t", &"x".repeat(64), QoS::AtLeastOnce, 1);
+    h.publish(publisher, "t", "fits", QoS::AtLeastOnce, 2);
+    assert_eq!(payloads(&h.publishes(subscriber)), ["fits"], "5.0 MQTT-3.1.2-24, -25");
+}
+
+#[test]
+fn queued_messages_expire_and_forwarded_ones_count_their_expiry_down() {
+    let mut h = harness();
+    let persistent = |clean_start| Connect {
+        clean_start,
+        properties: Properties::from(PropertyFields {
+            session_expiry_interval_s: Some(100),
+            ..PropertyFields::default()
+        }),
+        ..connect(V5, "s")
+    };
+    let (subscriber, _) = h.connect_with(persistent(true));
+    h.subscribe(subscriber, "t", options(1));
+    h.network_lost(subscriber);
+    let publisher = h.connect("p");
+    let expiring = |payload: &'static [u8], seconds| Publish {
+        qos: QoS::AtLeastOnce,
+        topic: "t".into(),
+        packet_id: Some(seconds as u16),
+        properties: Properties::from(PropertyFields {
+            message_expiry_interval_s: Some(seconds),
+            ..PropertyFields::default()
+        }),
+        payload: Bytes::from_static(payload),
+        ..Publish::default()
+    };
+    h.packet(publisher, Packet::Publish(expiring(b"short", 2)));
+    h.packet(publisher, Packet::Publish(expiring(b"long", 10)));
+    h.advance_ms(3_000);
+    let (subscriber, _) = h.connect_with(persistent(false));
+    let delivered = h.publishes(subscriber);
+    assert_eq!(payloads(&delivered), ["long"], "5.0 MQTT-3.3.2-5");
+    assert_eq!(
+        delivered[0].properties.message_expiry_interval_s,
+        Some(7),
+        "5.0 MQTT-3.3.2-6"
+    );
+}
+
+#[test]
+fn subscriptions_beyond_the_limit_are_refused_per_filter() {
+    let mut h = Harness::new(Config {
+        subscriptions_per_client_max: 1,
+        ..Config::default()
+    });
+    let client = h.connect("c");
+    let two = vec![
+        Subscription {
+            filter: "a".into(),
+            options: options(0),
+        },
+        Subscription {
+            filter: "b".into(),
+            options: options(0),
+        },
+    ];
+    let suback = h.subscribe_with(client, two.clone(), Properties::default());
+    assert_eq!(
+        suback.reason_codes,
+        [ReasonCode::GRANTED_QOS_0, ReasonCode::QUOTA_EXCEEDED]
+    );
+    let (old, _) = h.connect_with(connect(V3_1_1, "old"));
+    let suback = h.subscribe_with(old, two, Properties::default());
+    assert_eq!(
+        suback.reason_codes,
+        [ReasonCode::GRANTED_QOS_0, ReasonCode::UNSPECIFIED_ERROR],
+        "3.1.1: 0x80"
+    );
+}
+
+#[test]
+fn unsubscribe_answers_each_filter_and_stops_delivery() {
+    let mut h = harness();
+    let client = h.connect("c");
+    h.subscribe(client, "t", options(0));
+    h.packet(
+        client,
+        Packet::Unsubscribe(Unsubscribe {
+            packet_id: 5,
+            properties: Properties::default(),
+            filters: vec!["t".into(), "u".into()],
+        }),
+    );
+    let Packet::UnsubAck(unsuback) = h.take(client).remove(0) else {
+        panic!("an UNSUBACK")
+    };
+    assert_eq!(
+        unsuback.reason_codes,
+        [ReasonCode::SUCCESS, ReasonCode::NO_SUBSCRIPTION_EXISTED]
+    );
+    let publisher = h.connect("p");
+    h.publish(publisher, "t", "x", QoS::AtMostOnce, 0);
+    assert!(h.publishes(client).is_empty());
+}
+
+#[test]
+fn shutdown_sends_5_0_clients_server_shutting_down_and_closes_everyone() {
+    let mut h = harness();
+    let v5 = h.connect("five");
+    let (v3, _) = h.connect_with(connect(V3_1_1, "three"));
+    let now = h.now();
+    h.broker.handle_shutdown(now);
+    h.advance_ms(0);
+    assert!(matches!(
+        h.take(v5)[..],
+        [Packet::Disconnect(Disconnect {
+            reason_code: ReasonCode::SERVER_SHUTTING_DOWN,
+            ..
+        })]
+    ));
+    assert!(h.take(v3).is_empty());
+    assert!(h.is_closed(v5) && h.is_closed(v3));
+}
+
+#[test]
+fn the_next_timeout_is_the_earliest_deadline() {
+    let mut h = harness();
+    h.connect_with(Connect {
+        keep_alive_s: 4,
+        ..connect(V5, "a")
+    });
+    assert_eq!(h.next_timeout_ms(), Some(6_000));
+    let _ = Duration::ZERO;
+}

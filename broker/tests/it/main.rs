@@ -1,0 +1,8 @@
+//! Integration tests of mqtt-broker (one test binary, STYLE rule 7): the sans-IO core told the
+//! time, the server over real sockets, real third-party clients, the error table, and simulation.
+
+mod core;
+mod errors;
+mod harness;
+mod real_clients;
+mod server;

@@ -1,0 +1,464 @@
+//! The tokio server over real loopback sockets, always with the real core. Goal: what the server
+//! itself guarantees (port 0, accept, ids, a decode error ends processing, prompt shutdown, no
+//! task outlives its connection, slow consumers lose QoS 0 messages and nobody waits for them),
+//! and that MQTT works end to end through it.
+//!
+//! Method: each test binds 127.0.0.1:0, runs the server in a task with a oneshot as its shutdown
+//! future, and talks to it with `mqtt_client` or the packet-level probe. Time is real, not paused:
+//! the sockets are real, and every wait is bounded by a deadline of a few seconds.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mqtt_broker::server::{Server, ServerOptions, Statistics};
+use mqtt_broker::{Broker, Config};
+use mqtt_client::probe::{Pattern, Probe, ProbeOptions};
+use mqtt_client::{Client, ConnectOptions, Message};
+use mqtt_protocol::*;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::{sleep, timeout, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A server running in its own task on 127.0.0.1:0.
+struct Running {
+    address: SocketAddr,
+    statistics: Arc<Statistics>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Arc<Statistics>>,
+}
+
+impl Running {
+    async fn start(config: Config, options: ServerOptions) -> Running {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let server = Server::new(vec![listener], Broker::new(config)).with_options(options);
+        let addresses = server.local_addrs().expect("the listener has an address");
+        assert_eq!(addresses.len(), 1);
+        assert_ne!(addresses[0].port(), 0, "the system chose a port");
+        let statistics = server.statistics();
+        let (stop, stopped) = oneshot::channel::<()>();
+        // A test that panics drops `stop`, which stops the server too.
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Running {
+            address: addresses[0],
+            statistics,
+            stop,
+            task,
+        }
+    }
+
+    async fn start_default() -> Running {
+        Running::start(Config::default(), ServerOptions::default()).await
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://{}", self.address)
+    }
+
+    /// Triggers the shutdown and waits (bounded) for `run` to return.
+    async fn stop(self) -> Arc<Statistics> {
+        let _ = self.stop.send(());
+        timeout(WAIT, self.task)
+            .await
+            .expect("the server stops within the deadline")
+            .expect("the server task does not panic")
+    }
+}
+
+fn load(counter: &std::sync::atomic::AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// Polls `condition` every 10 ms until it holds or `within` has passed; says whether it held.
+async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn connect_packet(version: ProtocolVersion, client_id: &str) -> Packet {
+    Packet::Connect(Box::new(Connect {
+        protocol: version,
+        clean_start: true,
+        keep_alive_s: 60,
+        client_id: client_id.into(),
+        ..Connect::default()
+    }))
+}
+
+async fn probe(running: &Running) -> Probe {
+    Probe::connect_tcp(running.address, ProbeOptions::client())
+        .await
+        .expect("the probe connects")
+}
+
+#[tokio::test]
+async fn the_server_listens_on_port_0_and_accepts_every_connection() {
+    let running = Running::start_default().await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(TcpStream::connect(running.address).await.expect("connect"));
+    }
+    let statistics = running.statistics.clone();
+    assert!(
+        eventually(WAIT, || load(&statistics.connections_accepted) == 3
+            && load(&statistics.connections_open) == 3)
+        .await,
+        "{statistics:?}"
+    );
+    drop(streams);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_connections_open_and_close_without_leaving_a_task_behind() {
+    // Goal: every connection's reader and writer end when the client goes, whatever it sent.
+    // Method: 500 connections, a third silent, a third with a CONNECT, a third with garbage; drop
+    // them all; the open count must come back to zero. A connection whose decode error the core
+    // leaves open is closed by the server after 1 s here.
+    let options = ServerOptions {
+        decode_error_close_timeout: Duration::from_secs(1),
+        ..ServerOptions::default()
+    };
+    let running = Running::start(Config::default(), options).await;
+    let mut streams = Vec::new();
+    for index in 0..500 {
+        let mut stream = TcpStream::connect(running.address).await.expect("connect");
+        let mut bytes = bytes::BytesMut::new();
+        match index % 3 {
+            0 => {}
+            1 => encode(
+                &connect_packet(ProtocolVersion::V3_1_1, &format!("c{index}")),
+                ProtocolVersion::V3_1_1,
+                &mut bytes,
+            )
+            .expect("a valid CONNECT"),
+            _ => bytes.extend_from_slice(&[0x00, 0x00]),
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes)
+            .await
+            .expect("write");
+        streams.push(stream);
+    }
+    let statistics = running.statistics.clone();
+    assert!(
+        eventually(WAIT, || load(&statistics.connections_accepted) == 500).await,
+        "{statistics:?}"
+    );
+    drop(streams);
+    assert!(
+        eventually(WAIT, || load(&statistics.connections_open) == 0).await,
+        "connections still open: {statistics:?}"
+    );
+    let statistics = running.stop().await;
+    assert_eq!(load(&statistics.connections_accepted), 500);
+    assert_eq!(load(&statistics.connections_open), 0);
+}
+
+#[tokio::test]
+async fn after_a_decode_error_nothing_more_reaches_the_core_and_the_connection_closes() {
+    // Goal: MQTT-3.1.4-6 on the server's side: after bytes that fail decoding, the reader hands
+    // nothing more to the core (not even the valid CONNECT that follows), and the connection is
+    // closed: by the core, or by the server if the core leaves it open past the timeout.
+    // Method: a probe sends packet type 0 (reserved) and a valid CONNECT in one write.
+    let options = ServerOptions {
+        decode_error_close_timeout: Duration::from_millis(500),
+        ..ServerOptions::default()
+    };
+    let running = Running::start(Config::default(), options).await;
+    let mut probe = probe(&running).await;
+    let mut bytes = bytes::BytesMut::from(&[0x00u8, 0x00][..]);
+    encode(
+        &connect_packet(ProtocolVersion::V3_1_1, "after-garbage"),
+        ProtocolVersion::V3_1_1,
+        &mut bytes,
+    )
+    .expect("a valid CONNECT");
+    probe.send_raw(&bytes).await.expect("send");
+    let report = probe
+        .expect_close(Duration::ZERO..=Duration::from_secs(3))
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", probe.trace()));
+    assert!(
+        report
+            .others
+            .iter()
+            .all(|incoming| !matches!(incoming, mqtt_client::probe::Incoming::Packet(Packet::ConnAck(_)))),
+        "the CONNECT after the garbage was answered: {}",
+        probe.trace()
+    );
+    let statistics = running.statistics.clone();
+    assert!(eventually(WAIT, || load(&statistics.connections_open) == 0).await);
+    assert_eq!(load(&statistics.decode_errors), 1);
+    assert_eq!(
+        load(&statistics.packets_received),
+        0,
+        "nothing after the decode error reached the core"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_reader_stops_reading_after_a_decode_error() {
+    // Goal: after a decode error the server does not even read (TCP holds the client back) while
+    // the core decides. Method: with a long close timeout, send garbage, then keep writing until
+    // a write stalls; the bytes must stop being taken long before the 64 MiB offered are.
+    let options = ServerOptions {
+        decode_error_close_timeout: Duration::from_secs(30),
+        ..ServerOptions::default()
+    };
+    let running = Running::start(Config::default(), options).await;
+    let mut stream = TcpStream::connect(running.address).await.expect("connect");
+    let garbage = vec![0u8; 64 * 1024];
+    let mut written_byte_count = 0usize;
+    let writing = timeout(Duration::from_secs(3), async {
+        // Bounded: 1024 writes of 64 KiB at most.
+        for _ in 0..1024 {
+            if tokio::io::AsyncWriteExt::write_all(&mut stream, &garbage)
+                .await
+                .is_err()
+            {
+                // The core closed the connection after the decode error: also fine.
+                return "closed";
+            }
+            written_byte_count += garbage.len();
+        }
+        "all written"
+    })
+    .await;
+    assert_ne!(
+        writing,
+        Ok("all written"),
+        "the server kept taking bytes after a decode error"
+    );
+    if writing.is_err() {
+        // Stalled: what was taken fits in the socket buffers, not in 64 MiB.
+        assert!(
+            written_byte_count < 32 * 1024 * 1024,
+            "{written_byte_count} bytes taken"
+        );
+    }
+    let statistics = running.statistics.clone();
+    assert_eq!(load(&statistics.decode_errors), 1);
+    assert_eq!(load(&statistics.packets_received), 0);
+    drop(stream);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_run_promptly_closes_every_connection_and_the_listener() {
+    let running = Running::start_default().await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(TcpStream::connect(running.address).await.expect("connect"));
+    }
+    let statistics = running.statistics.clone();
+    assert!(eventually(WAIT, || load(&statistics.connections_open) == 3).await);
+    let address = running.address;
+    let started = Instant::now();
+    let statistics = running.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "run took {:?} to stop",
+        started.elapsed()
+    );
+    assert_eq!(load(&statistics.connections_open), 0);
+    for mut stream in streams {
+        let mut byte = [0u8; 1];
+        let read = timeout(WAIT, stream.read(&mut byte)).await.expect("the close arrives");
+        assert!(matches!(read, Ok(0) | Err(_)), "the connection is closed: {read:?}");
+    }
+    assert!(TcpStream::connect(address).await.is_err(), "the listener is closed");
+}
+
+#[tokio::test]
+async fn several_listeners_feed_one_broker() {
+    let listeners = vec![
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    ];
+    let server = Server::new(listeners, Broker::new(Config::default()));
+    let addresses = server.local_addrs().expect("addresses");
+    let statistics = server.statistics();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let _first = TcpStream::connect(addresses[0]).await.expect("connect to the first");
+    let _second = TcpStream::connect(addresses[1]).await.expect("connect to the second");
+    assert!(eventually(WAIT, || load(&statistics.connections_accepted) == 2).await);
+    let _ = stop.send(());
+    timeout(WAIT, task).await.expect("stops").expect("no panic");
+}
+
+// The tests below need the core's behaviour (CONNECT, SUBSCRIBE, PUBLISH, shutdown).
+
+#[tokio::test]
+async fn a_3_1_1_connect_through_the_server_gets_connack_0_and_pings_are_answered() {
+    let running = Running::start_default().await;
+    let mut probe = probe(&running).await;
+    probe
+        .send(&connect_packet(ProtocolVersion::V3_1_1, "probe-311"))
+        .await
+        .expect("send");
+    let result = probe
+        .expect(&Pattern::connack().reason_code(ReasonCode::SUCCESS), WAIT)
+        .await;
+    result.unwrap_or_else(|error| panic!("{error}\n{}", probe.trace()));
+    probe.send(&Packet::PingReq).await.expect("send");
+    probe
+        .expect(&Pattern::pingresp(), WAIT)
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", probe.trace()));
+    let statistics = running.stop().await;
+    assert_eq!(load(&statistics.packets_received), 2);
+    assert_eq!(load(&statistics.packets_sent), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_client_publishes_and_subscribes_through_the_server_in_3_1_1_and_5_0() {
+    let running = Running::start_default().await;
+    for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+        let (subscriber, mut messages) = Client::connect(
+            &running.url(),
+            ConnectOptions::new(format!("sub-{version}")).version(version),
+        )
+        .await
+        .expect("the subscriber connects");
+        let suback = subscriber
+            .subscribe_one("server/+/t", SubscriptionOptions::with_qos(QoS::AtLeastOnce))
+            .await
+            .expect("subscribe");
+        assert_eq!(suback.reason_codes, [ReasonCode::GRANTED_QOS_1]);
+        let (publisher, _events) = Client::connect(
+            &running.url(),
+            ConnectOptions::new(format!("pub-{version}")).version(version),
+        )
+        .await
+        .expect("the publisher connects");
+        for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
+            let payload = format!("{version} {qos:?}");
+            publisher
+                .publish_and_wait(Message::new("server/a/t", Bytes::from(payload.clone()), qos))
+                .await
+                .expect("publish");
+            let received = messages.next_message(WAIT).await.expect("the message arrives");
+            assert_eq!(received.topic, "server/a/t");
+            assert_eq!(received.payload, payload.as_bytes());
+        }
+        publisher.disconnect().await.expect("disconnect");
+        subscriber.disconnect().await.expect("disconnect");
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_sends_5_0_clients_disconnect_0x8b_before_closing() {
+    let running = Running::start_default().await;
+    let mut probe = probe(&running).await;
+    probe
+        .send(&connect_packet(ProtocolVersion::V5, "probe-5"))
+        .await
+        .expect("send");
+    probe
+        .expect(&Pattern::connack().reason_code(ReasonCode::SUCCESS), WAIT)
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", probe.trace()));
+    let stopping = tokio::spawn(running.stop());
+    let report = probe
+        .expect_close(Duration::ZERO..=WAIT)
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", probe.trace()));
+    let disconnect = report.disconnect.expect("a DISCONNECT before the close");
+    assert_eq!(disconnect.reason_code, ReasonCode::SERVER_SHUTTING_DOWN);
+    stopping.await.expect("the server stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_stops_reading_loses_qos_0_messages_and_nobody_waits_for_it() {
+    // Goal: the slow-consumer policy. Method: a probe subscribes at QoS 0 and never reads again; a
+    // publisher sends 16 KiB QoS 0 messages until the server reports drops (bounded: 64 MiB); then
+    // another client still gets an answer at once.
+    let config = Config {
+        outgoing_packets_max: 16,
+        ..Config::default()
+    };
+    let running = Running::start(config, ServerOptions::default()).await;
+    let mut slow = probe(&running).await;
+    slow.send(&connect_packet(ProtocolVersion::V3_1_1, "slow"))
+        .await
+        .expect("send");
+    slow.expect(&Pattern::connack().reason_code(ReasonCode::SUCCESS), WAIT)
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", slow.trace()));
+    slow.send(&Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        properties: Properties::default(),
+        subscriptions: vec![Subscription {
+            filter: "flood".into(),
+            options: SubscriptionOptions::with_qos(QoS::AtMostOnce),
+        }],
+    }))
+    .await
+    .expect("send");
+    slow.expect(&Pattern::suback(), WAIT)
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", slow.trace()));
+
+    let (publisher, _events) = Client::connect(
+        &running.url(),
+        ConnectOptions::new("flooder").version(ProtocolVersion::V3_1_1),
+    )
+    .await
+    .expect("the publisher connects");
+    let payload = Bytes::from(vec![0x5Au8; 16 * 1024]);
+    let statistics = running.statistics.clone();
+    let mut published_count = 0;
+    while load(&statistics.publishes_dropped) == 0 && published_count < 4096 {
+        publisher
+            .publish_and_wait(Message::new("flood", payload.clone(), QoS::AtMostOnce))
+            .await
+            .expect("publish");
+        published_count += 1;
+        if published_count % 64 == 0 {
+            // Let the broker task catch up with what the publisher's connection queued.
+            sleep(Duration::from_millis(1)).await;
+        }
+    }
+    assert!(
+        eventually(WAIT, || load(&statistics.publishes_dropped) > 0).await,
+        "no drop after {published_count} messages: {statistics:?}"
+    );
+
+    let mut other = probe(&running).await;
+    let started = Instant::now();
+    other
+        .send(&connect_packet(ProtocolVersion::V3_1_1, "other"))
+        .await
+        .expect("send");
+    other
+        .expect(
+            &Pattern::connack().reason_code(ReasonCode::SUCCESS),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", other.trace()));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    drop(slow);
+    running.stop().await;
+}

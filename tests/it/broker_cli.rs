@@ -1,0 +1,201 @@
+//! `mqtt-harness broker` as a user runs it: it says where it listens, answers a 3.1.1 CONNECT with
+//! CONNACK 0x00, refuses a taken port with a readable message and exit code 1, and stops cleanly on
+//! Ctrl-C. Method: run the built binary as a child process (killed when the test ends), talk to it
+//! over loopback with std sockets; every wait is bounded (a few seconds, real time).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mqtt_protocol::{decode, encode, ConnAck, Connect, DecodeContext, Packet, ProtocolVersion, ReasonCode};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The broker as a child process, with its stderr read line by line; killed on drop.
+struct BrokerProcess {
+    child: Child,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl BrokerProcess {
+    fn start(listen: &str) -> BrokerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt-harness"))
+            .args(["broker", "--listen", listen])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (sender, stderr_lines) = mpsc::channel();
+        // Ends with the child's stderr.
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        BrokerProcess { child, stderr_lines }
+    }
+
+    /// The next stderr line containing `text`, within `WAIT`; every line seen if none does.
+    fn stderr_line_containing(&self, text: &str) -> Result<String, Vec<String>> {
+        let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr_lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return Ok(line),
+                Ok(line) => seen.push(line),
+                Err(_) => return Err(seen),
+            }
+        }
+    }
+
+    /// Waits (bounded) for the process to exit.
+    fn wait_for_exit(&mut self) -> Option<ExitStatus> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago (the system's choice for port 0).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Connects, retrying until the broker accepts (bounded).
+fn connect_when_listening(address: SocketAddr, broker: &mut BrokerProcess) -> TcpStream {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
+            Ok(stream) => return stream,
+            Err(error) => {
+                if let Some(status) = broker.child.try_wait().expect("try_wait") {
+                    panic!("the broker exited ({status}) before listening on {address}");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{address} does not accept within {WAIT:?}: {error}"
+                );
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Reads until one whole packet decodes (bounded by the socket's read timeout).
+fn read_packet(stream: &mut TcpStream, version: ProtocolVersion) -> Packet {
+    let context = DecodeContext::client(version);
+    let mut buffer = BytesMut::new();
+    let mut chunk = [0u8; 1024];
+    // Bounded: every pass reads at least a byte, or fails, and a CONNACK is a few bytes.
+    for _ in 0..64 {
+        if let Some(packet) = decode(&mut buffer, &context).expect("the broker sends valid packets") {
+            return packet;
+        }
+        let count = stream
+            .read(&mut chunk)
+            .expect("a packet arrives within the read timeout");
+        assert!(count > 0, "the broker closed the connection");
+        buffer.extend_from_slice(&chunk[..count]);
+    }
+    panic!("no whole packet in {} bytes", buffer.len());
+}
+
+#[test]
+fn broker_listens_where_told_and_answers_a_3_1_1_connect_with_connack_0() {
+    let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("an address");
+    let mut broker = BrokerProcess::start(&address.to_string());
+    let line = broker
+        .stderr_line_containing("listening on")
+        .unwrap_or_else(|seen| panic!("no listening line; stderr: {seen:#?}"));
+    assert!(
+        line.contains(&format!("mqtt-harness broker listening on {address}")),
+        "{line}"
+    );
+
+    let mut stream = connect_when_listening(address, &mut broker);
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let connect = Packet::Connect(Box::new(Connect {
+        protocol: ProtocolVersion::V3_1_1,
+        clean_start: true,
+        keep_alive_s: 30,
+        client_id: "cli-test".into(),
+        ..Connect::default()
+    }));
+    let mut bytes = Vec::new();
+    encode(&connect, ProtocolVersion::V3_1_1, &mut bytes).expect("a valid CONNECT");
+    stream.write_all(&bytes).expect("write CONNECT");
+    match read_packet(&mut stream, ProtocolVersion::V3_1_1) {
+        Packet::ConnAck(ConnAck {
+            session_present,
+            reason_code,
+            ..
+        }) => {
+            assert_eq!(reason_code, ReasonCode::SUCCESS);
+            assert!(!session_present);
+        }
+        other => panic!("expected CONNACK, received {other:?}"),
+    }
+}
+
+#[test]
+fn a_taken_port_exits_1_with_a_readable_message() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let address = taken.local_addr().expect("local address");
+    let mut broker = BrokerProcess::start(&address.to_string());
+    let status = broker.wait_for_exit().expect("the broker exits within the deadline");
+    assert_eq!(status.code(), Some(1));
+    let expected = format!("cannot listen on {address}: address already in use");
+    let line = broker
+        .stderr_line_containing("cannot listen")
+        .unwrap_or_else(|seen| panic!("no error line; stderr: {seen:#?}"));
+    assert_eq!(line.trim(), expected);
+}
+
+#[test]
+fn ctrl_c_stops_the_broker_cleanly_with_exit_0() {
+    let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("an address");
+    let mut broker = BrokerProcess::start(&address.to_string());
+    // Said once the signal handlers are installed.
+    broker
+        .stderr_line_containing("listening on")
+        .unwrap_or_else(|seen| panic!("no listening line; stderr: {seen:#?}"));
+    let mut stream = connect_when_listening(address, &mut broker);
+    let interrupted = Command::new("kill")
+        .args(["-INT", &broker.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let status = broker.wait_for_exit().expect("the broker exits within the deadline");
+    assert!(status.success(), "{status}");
+    // The connection was closed, not left dangling.
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected the connection closed, got {other:?}"),
+    }
+}
