@@ -8,7 +8,7 @@ use mqtt_protocol::QoS;
 /// Limits and capabilities. `Config::default()` is what `mqtt-harness broker` runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Connections open at once; one more is refused (5.0 CONNACK 0x97 Quota exceeded, 3.1.1
+    /// Connections open at once; one more is refused (5.0 CONNACK 0x89 Server busy, 3.1.1
     /// CONNACK 0x03 Server unavailable).
     pub connections_max: usize,
     /// New connections per second; beyond it, 5.0 CONNACK 0x9F Connection rate exceeded (3.1.1

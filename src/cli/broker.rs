@@ -31,7 +31,18 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_CANNOT_START);
         }
     };
-    runtime.block_on(serve(args))
+    // The broker runs as a spawned task, on a worker thread: run on the block_on thread itself,
+    // every message would hop threads three times (measured: twice the CPU per message at 10k
+    // msg/s).
+    runtime.block_on(async {
+        match tokio::spawn(serve(args)).await {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("the broker task failed: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 async fn serve(args: Args) -> ExitCode {

@@ -165,8 +165,9 @@ impl Broker {
         let v5 = connect.protocol.is_v5();
         // Open connections, this one included (those closing count until they are closed).
         if self.connections.len() > self.config.connections_max {
+            // The broker as a whole is full: Server busy (a quota is per client).
             return Some(if v5 {
-                ReasonCode::QUOTA_EXCEEDED
+                ReasonCode::SERVER_BUSY
             } else {
                 ReasonCode::SERVER_UNAVAILABLE
             });

@@ -407,13 +407,14 @@ impl Broker {
         }
         if state.version.is_v5() {
             if let Some(reason_code) = reason_code {
-                self.send(
-                    connection,
-                    Packet::Disconnect(Disconnect {
-                        reason_code,
-                        ..Disconnect::default()
-                    }),
-                );
+                // The Reason String repeats the code's name: readable in a client's log, and
+                // dropped where the client asked for no problem information or it does not fit.
+                let mut disconnect = Disconnect {
+                    reason_code,
+                    ..Disconnect::default()
+                };
+                disconnect.properties.reason_string = reason_code.name().map(str::to_owned);
+                self.send(connection, Packet::Disconnect(disconnect));
             }
         }
         self.close(connection);

@@ -17,20 +17,18 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mqtt_broker::server::{Server, ServerOptions, Statistics};
-use mqtt_broker::{Broker, Config};
+use mqtt_broker::server::ServerOptions;
+use mqtt_broker::Config;
 use mqtt_client::probe::trace::{describe_decode_error, summary};
 use mqtt_client::probe::{CloseReport, Incoming, Pattern, Probe, ProbeError, ProbeOptions};
 use mqtt_protocol::raw::RawPacket;
 use mqtt_protocol::*;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::running::Running;
 use tokio::time::timeout;
 
 /// The table, as the test binary was built with it.
@@ -49,9 +47,6 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 /// A whole row, broker start and stop included; every step inside has a shorter deadline.
 const ROW_WITHIN: Duration = Duration::from_secs(15);
-
-/// How long the server may take to stop after a row.
-const STOP_WITHIN: Duration = Duration::from_secs(5);
 
 /// `keep-alive-expired`: the keep alive the client asks for; the broker must close 1.5 times it
 /// after the CONNECT, give or take this slack (upwards only: it must not close early).
@@ -794,50 +789,15 @@ async fn check(probe: &mut Probe, row: &Row, provoked: &Provoked) -> Result<(), 
 
 // ---- running a row --------------------------------------------------------------------------------
 
-/// A server in its own task on 127.0.0.1:0.
-struct Running {
-    address: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<std::sync::Arc<Statistics>>,
-}
-
-impl Running {
-    async fn start(config: Config) -> Result<Running, String> {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|error| format!("cannot bind 127.0.0.1:0: {error}"))?;
-        let server = Server::new(vec![listener], Broker::new(config)).with_options(ServerOptions::default());
-        let address = server
-            .local_addrs()
-            .map_err(|error| format!("the listener has no address: {error}"))?[0];
-        let (stop, stopped) = oneshot::channel::<()>();
-        // Dropping `stop` (a panic, a timeout) stops the server too.
-        let task = tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        Ok(Running { address, stop, task })
-    }
-
-    /// Triggers the shutdown and waits, bounded, for `run` to return.
-    async fn stop(self) -> Result<(), String> {
-        let _ = self.stop.send(());
-        match timeout(STOP_WITHIN, self.task).await {
-            Ok(Ok(_statistics)) => Ok(()),
-            Ok(Err(error)) => Err(format!("the server task failed: {error}")),
-            Err(_elapsed) => Err(format!("the server did not stop within {STOP_WITHIN:?}")),
-        }
-    }
-}
-
 /// Provokes `row` against a fresh broker and checks its action. The error holds the mismatch and
 /// the probe's trace.
 async fn walk(row: &Row, provocation: Provocation) -> Result<(), String> {
-    let running = Running::start(provocation.config()).await?;
+    let running = Running::try_start(provocation.config(), ServerOptions::default()).await?;
     let options = ProbeOptions::client().with_version(row.version);
     let mut probe = match Probe::connect_tcp(running.address, options).await {
         Ok(probe) => probe,
         Err(error) => {
-            let _ = running.stop().await;
+            let _ = running.try_stop().await;
             return Err(format!("the probe could not connect: {error}"));
         }
     };
@@ -848,7 +808,7 @@ async fn walk(row: &Row, provocation: Provocation) -> Result<(), String> {
     };
     let trace = probe.trace().render(true);
     drop(probe);
-    let stopped = running.stop().await;
+    let stopped = running.try_stop().await.map(|_statistics| ());
     match (outcome, stopped) {
         (Ok(()), Ok(())) => Ok(()),
         (Ok(()), Err(stop_error)) => Err(format!("{stop_error}\n{trace}")),

@@ -171,6 +171,17 @@ impl Harness {
         self.packet(connection, Packet::Publish(publish));
     }
 
+    /// A QoS 0 PUBLISH with RETAIN set.
+    pub fn publish_retained(&mut self, connection: ConnectionId, topic: &str, payload: &str) {
+        let publish = Publish {
+            retain: true,
+            topic: topic.into(),
+            payload: Bytes::from(payload.to_owned()),
+            ..Publish::default()
+        };
+        self.packet(connection, Packet::Publish(publish));
+    }
+
     /// The PUBLISH packets `connection` was sent, taking everything it was sent.
     pub fn publishes(&mut self, connection: ConnectionId) -> Vec<Publish> {
         self.take(connection)

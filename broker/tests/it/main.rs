@@ -5,4 +5,5 @@ mod core;
 mod errors;
 mod harness;
 mod real_clients;
+mod running;
 mod server;

@@ -15,20 +15,19 @@
 //! and ids stay within the 23 characters MQTT 3.1 allows. The clients must be installed (Debian
 //! mosquitto-clients, python3-paho-mqtt): a missing one fails the test, saying so.
 
-use std::net::SocketAddr;
 use std::process::{ExitStatus, Output, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
-use mqtt_broker::server::{Server, Statistics};
-use mqtt_broker::{Broker, Config};
+use mqtt_broker::Config;
+
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
+
+use crate::running::Running;
 
 /// The longest any single client step may take (connect, subscribe, one message, an exit).
 const WAIT: Duration = Duration::from_secs(15);
@@ -65,53 +64,6 @@ const VERSIONS: [Version; 3] = [
     },
     Version { flag: "5", tag: "5" },
 ];
-
-/// A server running in its own task on 127.0.0.1:0.
-struct Running {
-    address: SocketAddr,
-    statistics: Arc<Statistics>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Arc<Statistics>>,
-}
-
-impl Running {
-    async fn start() -> Running {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        let server = Server::new(vec![listener], Broker::new(Config::default()));
-        let address = server.local_addrs().expect("the listener has an address")[0];
-        let statistics = server.statistics();
-        let (stop, stopped) = oneshot::channel::<()>();
-        // A test that panics drops `stop`, which stops the server too.
-        let task = tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        Running {
-            address,
-            statistics,
-            stop,
-            task,
-        }
-    }
-
-    fn port(&self) -> String {
-        self.address.port().to_string()
-    }
-
-    /// Stops the server (bounded) and checks that no real client ever sent it a packet it could
-    /// not decode: strict decoding and real clients agree on the wire format.
-    async fn stop(self) {
-        assert_eq!(
-            self.statistics.decode_errors.load(Ordering::Relaxed),
-            0,
-            "a real client sent a packet the broker could not decode"
-        );
-        let _ = self.stop.send(());
-        timeout(WAIT, self.task)
-            .await
-            .expect("the server stops within the deadline")
-            .expect("the server task does not panic");
-    }
-}
 
 /// One message as mosquitto_sub printed it with [`FORMAT`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -378,7 +330,7 @@ async fn mosquitto_clients_round_trip_qos_0_1_and_2_in_mqtt_3_1_3_1_1_and_5() {
     // Method: per version, a mosquitto_sub at QoS 2 on a wildcard; once its SUBACK is seen, one
     // mosquitto_pub per message, each run to completion; compared by topic (each message has its
     // own, so no order across publishers is assumed).
-    let running = Running::start().await;
+    let running = Running::start_default().await;
     let large = "0123456789abcdef".repeat(60_000 / 16);
     for version in VERSIONS {
         let tag = version.tag;
@@ -422,7 +374,7 @@ async fn mosquitto_clients_round_trip_qos_0_1_and_2_in_mqtt_3_1_3_1_1_and_5() {
         expected.sort();
         assert_eq!(received, expected, "version {}", version.flag);
     }
-    running.stop().await;
+    stop_checked(running).await;
 }
 
 #[tokio::test]
@@ -437,7 +389,7 @@ async fn mosquitto_retained_messages_reach_later_subscribers_and_an_empty_one_de
     // mosquitto_sub per stored state. The deletion is shown without waiting for a timeout: a
     // `final` subscriber on base/# is sent a non-retained `end` message once subscribed; a
     // retained message would have come before it (the broker sends them with the SUBACK).
-    let running = Running::start().await;
+    let running = Running::start_default().await;
     for version in VERSIONS {
         let tag = version.tag;
         let base = format!("rc/retain/{tag}");
@@ -531,7 +483,7 @@ async fn mosquitto_retained_messages_reach_later_subscribers_and_an_empty_one_de
         );
         live.finished().await;
     }
-    running.stop().await;
+    stop_checked(running).await;
 }
 
 #[tokio::test]
@@ -544,7 +496,7 @@ async fn mosquitto_will_is_published_when_the_client_is_killed_and_not_after_a_d
     // a will exits normally after one message (DISCONNECT); then a `doomed` one with a will is
     // killed with SIGKILL, so the kernel closes its socket. The watcher's first message must be
     // the doomed will: the polite one, if wrongly sent, would have come first.
-    let running = Running::start().await;
+    let running = Running::start_default().await;
     for version in VERSIONS {
         let tag = version.tag;
         let base = format!("rc/will/{tag}");
@@ -614,7 +566,7 @@ async fn mosquitto_will_is_published_when_the_client_is_killed_and_not_after_a_d
         );
         watcher.finished().await;
     }
-    running.stop().await;
+    stop_checked(running).await;
 }
 
 // ---- paho-mqtt (5.0) --------------------------------------------------------------------------
@@ -625,7 +577,7 @@ async fn paho_publish_properties_reach_the_subscriber_unchanged() {
     // correlation data, payload format indicator reach a paho subscriber unchanged, and the
     // message expiry interval arrives at most as sent (5.0 MQTT-3.3.2-4, -6, -15..18, -20), at
     // QoS 0, 1 and 2. Method: tests/python/properties_v5.py (paho publisher and subscriber).
-    let running = Running::start().await;
+    let running = Running::start_default().await;
     let lines = paho_script(&running, "properties_v5.py", &[]).await;
     for qos in 0..=2 {
         assert_eq!(
@@ -644,7 +596,7 @@ async fn paho_publish_properties_reach_the_subscriber_unchanged() {
         let expiry: u32 = value_of(&lines, &format!("QOS{qos} MESSAGE_EXPIRY")).parse().unwrap();
         assert!((3599..=3600).contains(&expiry), "message expiry {expiry}");
     }
-    running.stop().await;
+    stop_checked(running).await;
 }
 
 #[tokio::test]
@@ -653,7 +605,7 @@ async fn paho_topic_aliases_are_resolved_to_their_topics() {
     // re-maps one and uses the highest alias the broker allows (5.0 MQTT-3.3.2-12); the subscriber
     // gets every message under its real topic; an alias is unknown on another connection
     // (MQTT-3.3.2-7), so using it there ends that connection. Method: tests/python/topic_alias.py.
-    let running = Running::start().await;
+    let running = Running::start_default().await;
     let lines = paho_script(&running, "topic_alias.py", &[]).await;
     assert_eq!(
         value_of(&lines, "TOPIC_ALIAS_MAXIMUM"),
@@ -678,7 +630,7 @@ async fn paho_topic_aliases_are_resolved_to_their_topics() {
     // 0x82 Protocol Error; paho 1.6.1 reports a DISCONNECT without properties as a lost
     // connection (7), so either shows that the broker ended the connection.
     assert!(["130", "7"].contains(&value_of(&lines, "UNKNOWN_ALIAS_DISCONNECT")));
-    running.stop().await;
+    stop_checked(running).await;
 }
 
 #[tokio::test]
@@ -686,13 +638,13 @@ async fn paho_shared_subscription_delivers_each_message_to_exactly_one_member() 
     // Goal: two paho members of $share/g/<topic> get each of N messages exactly once between
     // them, both get some, and a plain subscriber on the topic gets all N (5.0 §4.8.2).
     // Method: tests/python/shared_subscriptions.py with N = 40.
-    let running = Running::start().await;
+    let running = Running::start_default().await;
     let lines = paho_script(&running, "shared_subscriptions.py", &["40"]).await;
     let a: usize = value_of(&lines, "COUNT a").parse().unwrap();
     let b: usize = value_of(&lines, "COUNT b").parse().unwrap();
     assert!(a > 0 && b > 0 && a + b == 40, "member a got {a}, member b {b}");
     assert_eq!(value_of(&lines, "COUNT plain"), "40");
-    running.stop().await;
+    stop_checked(running).await;
 }
 
 #[tokio::test]
@@ -701,7 +653,7 @@ async fn paho_session_resumes_with_the_messages_queued_while_away() {
     // then 1 when it comes back (5.0 MQTT-3.2.2-3), with the QoS 1 messages published while it was
     // away, in order, minus the one whose expiry passed (MQTT-3.1.2-5, MQTT-3.3.2-5, -6).
     // Method: tests/python/session_resume.py.
-    let running = Running::start().await;
+    let running = Running::start_default().await;
     let lines = paho_script(&running, "session_resume.py", &[]).await;
     assert_eq!(value_of(&lines, "SESSION_PRESENT first"), "0");
     assert_eq!(value_of(&lines, "SESSION_PRESENT resumed"), "1");
@@ -716,7 +668,7 @@ async fn paho_session_resumes_with_the_messages_queued_while_away() {
         !lines.iter().any(|line| line.contains("queued-2-expires")),
         "{lines:#?}"
     );
-    running.stop().await;
+    stop_checked(running).await;
 }
 
 #[tokio::test]
@@ -726,7 +678,7 @@ async fn paho_will_is_delayed_by_its_will_delay_interval() {
     // session ends; one whose client reconnects within the delay never does (5.0 MQTT-3.1.2-8,
     // MQTT-3.1.3-9). Method: tests/python/will_delay.py (timings measured by the script on the
     // monotonic clock, from the close of the socket to the arrival at a paho watcher).
-    let running = Running::start().await;
+    let running = Running::start_default().await;
     let lines = paho_script(&running, "will_delay.py", &[]).await;
     let delayed: f64 = value_of(&lines, "WILL delayed").parse().unwrap();
     assert!(
@@ -742,5 +694,16 @@ async fn paho_will_is_delayed_by_its_will_delay_interval() {
         !lines.iter().any(|line| line.starts_with("WILL reconnected")),
         "{lines:#?}"
     );
-    running.stop().await;
+    stop_checked(running).await;
+}
+
+/// Stops the server (bounded) and checks that no real client ever sent it a packet it could not
+/// decode: strict decoding and real clients agree on the wire format.
+async fn stop_checked(running: Running) {
+    let statistics = running.stop().await;
+    assert_eq!(
+        statistics.decode_errors.load(Ordering::Relaxed),
+        0,
+        "a real client sent a packet the broker could not decode"
+    );
 }

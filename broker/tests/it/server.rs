@@ -7,71 +7,23 @@
 //! future, and talks to it with `mqtt_client` or the packet-level probe. Time is real, not paused:
 //! the sockets are real, and every wait is bounded by a deadline of a few seconds.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use mqtt_broker::server::{Server, ServerOptions, Statistics};
+use mqtt_broker::server::{Server, ServerOptions};
 use mqtt_broker::{Broker, Config};
 use mqtt_client::probe::{Pattern, Probe, ProbeOptions};
 use mqtt_client::{Client, ConnectOptions, Message};
 use mqtt_protocol::*;
+
+use crate::running::Running;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A server running in its own task on 127.0.0.1:0.
-struct Running {
-    address: SocketAddr,
-    statistics: Arc<Statistics>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Arc<Statistics>>,
-}
-
-impl Running {
-    async fn start(config: Config, options: ServerOptions) -> Running {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        let server = Server::new(vec![listener], Broker::new(config)).with_options(options);
-        let addresses = server.local_addrs().expect("the listener has an address");
-        assert_eq!(addresses.len(), 1);
-        assert_ne!(addresses[0].port(), 0, "the system chose a port");
-        let statistics = server.statistics();
-        let (stop, stopped) = oneshot::channel::<()>();
-        // A test that panics drops `stop`, which stops the server too.
-        let task = tokio::spawn(server.run(async {
-            let _ = stopped.await;
-        }));
-        Running {
-            address: addresses[0],
-            statistics,
-            stop,
-            task,
-        }
-    }
-
-    async fn start_default() -> Running {
-        Running::start(Config::default(), ServerOptions::default()).await
-    }
-
-    fn url(&self) -> String {
-        format!("mqtt://{}", self.address)
-    }
-
-    /// Triggers the shutdown and waits (bounded) for `run` to return.
-    async fn stop(self) -> Arc<Statistics> {
-        let _ = self.stop.send(());
-        timeout(WAIT, self.task)
-            .await
-            .expect("the server stops within the deadline")
-            .expect("the server task does not panic")
-    }
-}
 
 fn load(counter: &std::sync::atomic::AtomicU64) -> u64 {
     counter.load(Ordering::Relaxed)
