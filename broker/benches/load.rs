@@ -1006,6 +1006,8 @@ async fn broker_cpu_over_window(ctx: &Ctx, pid: u32, times: &Times) -> Result<f6
 }
 
 /// Stops the subscribers once the drain is over and puts the run's figures together.
+// Each argument is a different piece of one run that ends here; bundling them into a struct used
+// only for this call would add a type without making the call any clearer.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     ctx: &Ctx,
