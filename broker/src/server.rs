@@ -341,14 +341,90 @@ struct Outgoing {
     packet: Packet,
 }
 
+/// A connection's queue of packets to write: one producer (the broker task), one consumer (the
+/// writer). A mutex-guarded `VecDeque` with a `Notify` rather than tokio's unbounded channel, which
+/// allocates a block of slots when created: an idle connection's queue costs no memory here, and
+/// a broker mostly holds idle connections. Its length is bounded by the slow-consumer guard
+/// (`queued_count`) and the MQTT windows, as described in the module documentation.
+#[derive(Default)]
+struct OutgoingQueue {
+    state: std::sync::Mutex<OutgoingState>,
+    ready: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct OutgoingState {
+    packets: std::collections::VecDeque<Outgoing>,
+    /// Set when the broker task closed the connection: the writer drains, then ends.
+    closed: bool,
+}
+
+/// A drained queue larger than this (after a burst) gives its memory back.
+const OUTGOING_QUEUE_KEPT_COUNT_MAX: usize = 256;
+
+impl OutgoingQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OutgoingState> {
+        // No code panics while holding it; a poisoned lock still holds a usable queue.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&self, outgoing: Outgoing) {
+        let mut state = self.lock();
+        if !state.closed {
+            state.packets.push_back(outgoing);
+            drop(state);
+            self.ready.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_one();
+    }
+
+    fn try_recv(&self) -> Option<Outgoing> {
+        let mut state = self.lock();
+        let next = state.packets.pop_front();
+        if state.packets.is_empty() && state.packets.capacity() > OUTGOING_QUEUE_KEPT_COUNT_MAX {
+            state.packets = std::collections::VecDeque::new();
+        }
+        next
+    }
+
+    /// The next packet; `None` once the queue is closed and drained. Cancel safe.
+    async fn recv(&self) -> Option<Outgoing> {
+        loop {
+            // A notification stored before the wait (a push that raced it) wakes it at once.
+            let notified = self.ready.notified();
+            {
+                let state = self.lock();
+                if state.closed && state.packets.is_empty() {
+                    return None;
+                }
+            }
+            if let Some(next) = self.try_recv() {
+                return Some(next);
+            }
+            notified.await;
+        }
+    }
+}
+
 /// The broker task's end of one connection. Dropping it closes the connection: the writer's queue
 /// ends (it writes what is queued, then shuts the stream down) and `_keep_open` wakes the reader.
 struct ConnectionHandle {
-    outgoing: mpsc::UnboundedSender<Outgoing>,
+    outgoing: Arc<OutgoingQueue>,
     /// Packets queued for the writer and not yet written: the slow-consumer guard.
     queued_count: Arc<AtomicUsize>,
     /// Never sent on: dropping it is the signal.
     _keep_open: watch::Sender<()>,
+}
+
+impl Drop for ConnectionHandle {
+    /// Dropping the handle closes the connection: the writer drains the queue, then ends.
+    fn drop(&mut self) {
+        self.outgoing.close();
+    }
 }
 
 /// The state of the broker task.
@@ -380,7 +456,7 @@ impl BrokerTask {
             statistics: self.statistics.clone(),
         });
         let (read_half, write_half) = tokio::io::split(stream);
-        let (outgoing_sender, outgoing_receiver) = mpsc::unbounded_channel();
+        let outgoing = Arc::new(OutgoingQueue::default());
         let (keep_open_sender, keep_open) = watch::channel(());
         let (writer_alive, writer_ended) = oneshot::channel();
         let queued_count = Arc::new(AtomicUsize::new(0));
@@ -402,7 +478,7 @@ impl BrokerTask {
             Writer {
                 connection,
                 writer: write_half,
-                outgoing: outgoing_receiver,
+                outgoing: outgoing.clone(),
                 queued_count: queued_count.clone(),
                 keep_open,
                 statistics: self.statistics.clone(),
@@ -415,7 +491,7 @@ impl BrokerTask {
         self.connections.insert(
             connection,
             ConnectionHandle {
-                outgoing: outgoing_sender,
+                outgoing,
                 queued_count,
                 _keep_open: keep_open_sender,
             },
@@ -466,7 +542,7 @@ impl BrokerTask {
                     handle.queued_count.fetch_add(1, Ordering::Relaxed);
                     // Fails only when the writer has ended after a write error: its reader reports
                     // the close.
-                    let _ = handle.outgoing.send(Outgoing { version, packet });
+                    handle.outgoing.push(Outgoing { version, packet });
                 }
                 Output::Close { connection } => {
                     if self.connections.remove(&connection).is_some() {
@@ -679,7 +755,7 @@ impl<S: AsyncRead> Reader<S> {
 struct Writer<S> {
     connection: ConnectionId,
     writer: WriteHalf<S>,
-    outgoing: mpsc::UnboundedReceiver<Outgoing>,
+    outgoing: Arc<OutgoingQueue>,
     queued_count: Arc<AtomicUsize>,
     /// Ends (with an error) when the broker task drops the connection's handle: the close timeout
     /// starts then.
@@ -702,11 +778,11 @@ impl<S: AsyncWrite> Writer<S> {
             let mut encoded_count = u64::from(self.encode(first, &mut buffer));
             while buffer.len() < WRITE_BATCH_BYTE_COUNT_MAX {
                 match self.outgoing.try_recv() {
-                    Ok(next) => {
+                    Some(next) => {
                         count += 1;
                         encoded_count += u64::from(self.encode(next, &mut buffer));
                     }
-                    Err(_) => break,
+                    None => break,
                 }
             }
             let written = tokio::select! {
