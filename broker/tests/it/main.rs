@@ -7,3 +7,4 @@ mod harness;
 mod real_clients;
 mod running;
 mod server;
+mod simulation;
