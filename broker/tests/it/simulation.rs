@@ -926,7 +926,10 @@ fn a_new_client_asking_to_resume_a_stored_session_resumes_it() {
 
     let outcome = lock(&outcome);
     assert_eq!(outcome.len(), 2, "{outcome:?}");
-    assert_eq!(outcome[0], "connected", "the new client resumes the session: {outcome:?}");
+    assert_eq!(
+        outcome[0], "connected",
+        "the new client resumes the session: {outcome:?}"
+    );
     assert_eq!(outcome[1], "probe session_present=1", "the broker had kept it");
 }
 
