@@ -12,6 +12,19 @@ use crate::harness::{connect, payloads, qos, Harness};
 
 use ProtocolVersion::{V3_1_1, V5};
 
+/// A 5.0 CONNECT of `client_id` with a Session Expiry Interval.
+fn persistent(client_id: &str, session_expiry_interval_s: u32, clean_start: bool) -> Connect {
+    let properties = PropertyFields {
+        session_expiry_interval_s: Some(session_expiry_interval_s),
+        ..PropertyFields::default()
+    };
+    Connect {
+        clean_start,
+        properties: properties.into(),
+        ..connect(V5, client_id)
+    }
+}
+
 fn harness() -> Harness {
     Harness::new(Config::default())
 }
@@ -502,14 +515,7 @@ fn an_unacknowledged_shared_qos2_message_is_never_sent_to_another_member() {
 #[test]
 fn a_session_resumes_within_its_expiry_with_queued_messages_and_ends_after_it() {
     let mut h = harness();
-    let persistent = |clean_start| Connect {
-        clean_start,
-        properties: Properties::from(PropertyFields {
-            session_expiry_interval_s: Some(10),
-            ..PropertyFields::default()
-        }),
-        ..connect(V5, "s")
-    };
+    let persistent = |clean_start| persistent("s", 10, clean_start);
     let (subscriber, _) = h.connect_with(persistent(true));
     h.subscribe(subscriber, "t", options(1));
     h.network_lost(subscriber);
@@ -778,14 +784,7 @@ fn a_message_too_large_for_the_client_is_dropped_as_if_sent() {
 #[test]
 fn queued_messages_expire_and_forwarded_ones_count_their_expiry_down() {
     let mut h = harness();
-    let persistent = |clean_start| Connect {
-        clean_start,
-        properties: Properties::from(PropertyFields {
-            session_expiry_interval_s: Some(100),
-            ..PropertyFields::default()
-        }),
-        ..connect(V5, "s")
-    };
+    let persistent = |clean_start| persistent("s", 100, clean_start);
     let (subscriber, _) = h.connect_with(persistent(true));
     h.subscribe(subscriber, "t", options(1));
     h.network_lost(subscriber);

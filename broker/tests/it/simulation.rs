@@ -194,16 +194,7 @@ fn a_will_with_a_delay_goes_out_exactly_the_delay_after_a_disconnect_with_will_m
         Ok(())
     });
 
-    let (trace, wills_out) = (world.trace.clone(), wills.clone());
-    world.client("watch", async move {
-        let mut watcher = Peer::connect(&trace, ConnectOptions::new("watcher")).await?;
-        watcher.client.subscribe_one("will/#", qos1()).await?;
-        // Until 20 s: a second copy would show too.
-        let received = watcher.messages_until(s(20), 10).await;
-        lock(&wills_out).extend(received);
-        watcher.client.disconnect().await?;
-        Ok(())
-    });
+    watch_wills(&mut world, &wills, s(20), 10);
 
     world.finish();
 
@@ -258,15 +249,7 @@ fn a_client_that_resumes_its_session_within_the_will_delay_cancels_the_will() {
         Ok(())
     });
 
-    let (trace, wills_out) = (world.trace.clone(), wills.clone());
-    world.client("watch", async move {
-        let mut watcher = Peer::connect(&trace, ConnectOptions::new("watcher")).await?;
-        watcher.client.subscribe_one("will/#", qos1()).await?;
-        let received = watcher.messages_until(s(17), 10).await;
-        lock(&wills_out).extend(received);
-        watcher.client.disconnect().await?;
-        Ok(())
-    });
+    watch_wills(&mut world, &wills, s(17), 10);
 
     world.finish();
 
@@ -969,4 +952,18 @@ fn qos1_guarantees_hold_for_every_seed_in_the_sweep() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// A watcher client on its own host that subscribes to `will/#` and collects what arrives until
+/// `deadline` (simulated), at most `count_max` messages; a second copy of a will would show too.
+fn watch_wills(world: &mut World, wills: &Shared<Vec<(Duration, Publish)>>, deadline: Duration, count_max: usize) {
+    let (trace, wills_out) = (world.trace.clone(), wills.clone());
+    world.client("watch", async move {
+        let mut watcher = Peer::connect(&trace, ConnectOptions::new("watcher")).await?;
+        watcher.client.subscribe_one("will/#", qos1()).await?;
+        let received = watcher.messages_until(deadline, count_max).await;
+        lock(&wills_out).extend(received);
+        watcher.client.disconnect().await?;
+        Ok(())
+    });
 }
