@@ -31,6 +31,11 @@
 //!   is dropped. An offline session queues QoS 1 and 2 messages only: QoS 0 ones are dropped, as the
 //!   spec allows (5.0 §4.1 lists pending QoS 0 messages as optional session state). Expired messages are
 //!   dropped when their turn comes (5.0 MQTT-3.3.2-5).
+//! - **One door for every message.** A client's PUBLISH, a will and anything the broker publishes
+//!   itself enter through `publish_message` in [`core`]: retained handling (store, replace, delete
+//!   on an empty payload), the retained store's quota (`Config::retained_messages_max`: a new topic
+//!   beyond it is delivered but not retained; a 5.0 QoS 1/2 PUBLISH is refused with 0x97 instead)
+//!   and message expiry apply to all of them alike.
 //! - **A message too large for the client** is dropped as if sent (5.0 MQTT-3.1.2-25); other
 //!   packets lose their Reason String and User Properties first, as the spec asks.
 //! - **Errors without a reason code.** Where the spec assigns no code to an error, a 5.0 connection

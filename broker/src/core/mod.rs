@@ -488,7 +488,9 @@ impl Broker {
             received_at: now,
             publisher: client_id.to_owned(),
         };
-        self.route(now, message);
+        // The same door as a client's PUBLISH: a will with Will Retain 1 is retained (5.0
+        // MQTT-3.1.2-15, 3.1.1 MQTT-3.1.2-17), and an empty one deletes the retained message.
+        self.publish_message(now, message);
     }
 
     /// The session ends: its will (if still waiting) goes out, its subscriptions go, and QoS 1

@@ -93,15 +93,27 @@ impl Broker {
         }
         self.statistics.messages_received += 1;
         let message = message_from(now, client_id, publish.clone());
-        if message.retain && !self.retain(&message) {
-            // The retained store is full: the message is refused (5.0 0x97 Quota exceeded).
-            if v5 && publish.qos != QoS::AtMostOnce {
-                self.acknowledge(connection, client_id, &publish, ReasonCode::QUOTA_EXCEEDED);
-                return;
-            }
+        if v5 && publish.qos != QoS::AtMostOnce && message.retain && !self.retained_store_admits(&message) {
+            // The retained store is full: a 5.0 QoS 1/2 PUBLISH can be refused (0x97 Quota
+            // exceeded), and then it is not delivered either. Other messages are delivered but not
+            // retained, as `publish_message` does for every message.
+            self.acknowledge(connection, client_id, &publish, ReasonCode::QUOTA_EXCEEDED);
+            return;
         }
         if let Some(reply) = incoming.reply {
             self.send(connection, reply);
+        }
+        self.publish_message(now, message);
+    }
+
+    /// The one door by which every message enters the broker: a client's PUBLISH, a will, and
+    /// anything the broker publishes itself. Retained handling comes first (store, replace, or
+    /// delete on an empty payload; the store's quota: a new topic beyond it is delivered but not
+    /// retained), then routing to every matching subscription. Message expiry needs nothing here:
+    /// the message carries its interval and its arrival, which the store and every delivery read.
+    pub(super) fn publish_message(&mut self, now: Instant, message: Message) {
+        if message.retain && !self.retain(&message) {
+            tracing::debug!(topic = %message.topic, "the retained store is full: delivered, not retained");
         }
         self.route(now, message);
     }
@@ -114,6 +126,14 @@ impl Broker {
         }
     }
 
+    /// Whether [`Broker::retain`] would keep `message`: a deletion, a replacement, or a new topic
+    /// while the store has room.
+    fn retained_store_admits(&self, message: &Message) -> bool {
+        message.payload.is_empty()
+            || self.retained.contains_key(&message.topic)
+            || self.retained.len() < self.config.retained_messages_max
+    }
+
     /// Stores, replaces or deletes the retained message of the topic (5.0 MQTT-3.3.1-5 to -7,
     /// 3.1.1 MQTT-3.3.1-5, -10, -11). `false` when the store is full and the topic is new.
     fn retain(&mut self, message: &Message) -> bool {
@@ -121,7 +141,7 @@ impl Broker {
             self.retained.remove(&message.topic);
             return true;
         }
-        if !self.retained.contains_key(&message.topic) && self.retained.len() >= self.config.retained_messages_max {
+        if !self.retained_store_admits(message) {
             return false;
         }
         let stored = Message {
@@ -138,8 +158,8 @@ impl Broker {
         true
     }
 
-    /// Sends `message` to every matching subscription.
-    pub(super) fn route(&mut self, now: Instant, message: Message) {
+    /// Sends `message` to every matching subscription. Only [`Broker::publish_message`] calls it.
+    fn route(&mut self, now: Instant, message: Message) {
         let message = Arc::new(message);
         let mut combined: BTreeMap<String, Combined> = BTreeMap::new();
         let mut groups: BTreeMap<(String, String), Vec<SharedMember>> = BTreeMap::new();

@@ -697,6 +697,131 @@ fn a_takeover_disconnects_the_old_connection_with_0x8e_and_publishes_its_will() 
     assert_eq!(payloads(&h.publishes(watcher)), ["twin"]);
 }
 
+/// A will with Will Retain 1 on `topic`, QoS 0, and a Message Expiry Interval if given.
+fn retained_will(
+    version: ProtocolVersion,
+    client_id: &str,
+    topic: &str,
+    payload: &str,
+    expiry_s: Option<u32>,
+) -> Connect {
+    Connect {
+        will: Some(Will {
+            topic: topic.into(),
+            payload: Bytes::from(payload.to_owned()),
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties: Properties::from(PropertyFields {
+                message_expiry_interval_s: expiry_s,
+                ..PropertyFields::default()
+            }),
+        }),
+        ..connect(version, client_id)
+    }
+}
+
+/// What a new subscriber to `filter` is sent at once: the retained messages.
+fn retained_for_new_subscriber(
+    h: &mut Harness,
+    version: ProtocolVersion,
+    client_id: &str,
+    filter: &str,
+) -> Vec<Publish> {
+    let (subscriber, _) = h.connect_with(connect(version, client_id));
+    h.subscribe(subscriber, filter, options(1));
+    h.publishes(subscriber)
+}
+
+#[test]
+fn a_will_with_will_retain_is_stored_as_the_retained_message_in_both_versions() {
+    // Goal: 5.0 MQTT-3.1.2-15 and 3.1.1 MQTT-3.1.2-17: a will published with Will Retain 1 is a
+    // retained message like any other: a subscriber already in place gets it (RETAIN as its
+    // version and Retain As Published say), and a later subscriber gets it from the store, with
+    // RETAIN 1. The regression: the will was routed but never stored.
+    for version in [V5, V3_1_1] {
+        let mut h = harness();
+        let (watcher, _) = h.connect_with(connect(version, "watcher"));
+        h.subscribe(watcher, "will/#", options(1));
+        let (client, _) = h.connect_with(retained_will(version, "c", "will/c", "offline", None));
+        h.network_lost(client);
+        assert_eq!(payloads(&h.publishes(watcher)), ["offline"], "{version:?}: routed");
+        let late = retained_for_new_subscriber(&mut h, version, "late", "will/#");
+        assert_eq!(payloads(&late), ["offline"], "{version:?}: stored");
+        assert!(late[0].retain, "{version:?}: sent from the store with RETAIN 1");
+        assert_eq!(late[0].qos, QoS::AtMostOnce);
+        assert_eq!(h.broker.statistics().retained_messages, 1);
+    }
+}
+
+#[test]
+fn a_retained_will_with_an_empty_payload_deletes_the_retained_message() {
+    // Goal: 5.0 MQTT-3.3.1-6, 3.1.1 MQTT-3.3.1-10 apply to a will as to a PUBLISH: a retained
+    // message with no payload removes the one stored for its topic.
+    for version in [V5, V3_1_1] {
+        let mut h = harness();
+        let publisher = h.connect("p");
+        h.publish_retained(publisher, "will/c", "online");
+        let (client, _) = h.connect_with(retained_will(version, "c", "will/c", "", None));
+        h.network_lost(client);
+        assert!(
+            retained_for_new_subscriber(&mut h, version, "late", "will/#").is_empty(),
+            "{version:?}: the empty will deleted the retained message"
+        );
+        assert_eq!(h.broker.statistics().retained_messages, 0);
+    }
+}
+
+#[test]
+fn a_retained_will_is_delivered_but_not_stored_when_the_retained_store_is_full() {
+    // Goal: the retained store's quota holds for wills too: a will for a new topic beyond it is
+    // delivered to the subscribers in place but not stored (nobody is left to tell), while a
+    // will replacing a stored topic is stored.
+    let mut h = Harness::new(Config {
+        retained_messages_max: 1,
+        ..Config::default()
+    });
+    let watcher = watcher(&mut h);
+    let publisher = h.connect("p");
+    h.publish_retained(publisher, "kept", "first");
+    let (client, _) = h.connect_with(retained_will(V5, "c", "will", "offline", None));
+    h.network_lost(client);
+    assert_eq!(payloads(&h.publishes(watcher)), ["offline"], "delivered");
+    assert!(
+        retained_for_new_subscriber(&mut h, V5, "late", "will").is_empty(),
+        "not stored"
+    );
+    let (client, _) = h.connect_with(retained_will(V5, "c2", "kept", "replaced", None));
+    h.network_lost(client);
+    assert_eq!(
+        payloads(&retained_for_new_subscriber(&mut h, V5, "later", "kept")),
+        ["replaced"],
+        "a replacement needs no room"
+    );
+}
+
+#[test]
+fn a_retained_will_expires_with_its_message_expiry_interval() {
+    // Goal: 5.0 §3.1.3.2.4: the will's Message Expiry Interval is the retained message's: it is
+    // counted down from the will's publication and the message is gone after it.
+    let mut h = harness();
+    let (client, _) = h.connect_with(retained_will(V5, "c", "will/c", "offline", Some(5)));
+    h.advance_ms(10_000);
+    h.network_lost(client);
+    h.advance_ms(2_000);
+    let early = retained_for_new_subscriber(&mut h, V5, "early", "will/#");
+    assert_eq!(payloads(&early), ["offline"]);
+    assert_eq!(
+        early[0].properties.message_expiry_interval_s,
+        Some(3),
+        "counted down from the will's publication"
+    );
+    h.advance_ms(3_000);
+    assert!(
+        retained_for_new_subscriber(&mut h, V5, "late", "will/#").is_empty(),
+        "expired"
+    );
+}
+
 #[test]
 fn disconnect_setting_a_session_expiry_when_connect_had_none_is_a_protocol_error_and_publishes_the_will() {
     let mut h = harness();

@@ -19,7 +19,12 @@ use std::process::{ExitStatus, Output, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
 use mqtt_broker::Config;
+use mqtt_client::probe::{Pattern, Probe, ProbeOptions};
+use mqtt_protocol::{
+    Connect, Packet, Properties, ProtocolVersion, QoS, ReasonCode, Subscribe, Subscription, SubscriptionOptions, Will,
+};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -565,6 +570,136 @@ async fn mosquitto_will_is_published_when_the_client_is_killed_and_not_after_a_d
             version.flag
         );
         watcher.finished().await;
+    }
+    stop_checked(running).await;
+}
+
+#[tokio::test]
+async fn a_will_with_will_retain_is_retained_for_a_late_mosquitto_sub_and_a_late_probe() {
+    // Goal: the regression of a will with Will Retain 1 that was routed but never stored (5.0
+    // MQTT-3.1.2-15, 3.1.1 MQTT-3.1.2-17), with a real client on each side, in 3.1.1 and 5.0.
+    // Method: per version, (1) the probe connects with a retained QoS 0 will and drops its socket
+    // without DISCONNECT; a watcher probe subscribed beforehand shows the will went out; then a
+    // late mosquitto_sub must get it with RETAIN 1. (2) A mosquitto_sub with `--will-retain` is
+    // killed; a late probe subscribing afterwards must be sent the will with RETAIN 1.
+    let running = Running::start_default().await;
+    for version in &VERSIONS[1..] {
+        let tag = version.tag;
+        let protocol = if tag == "5" {
+            ProtocolVersion::V5
+        } else {
+            ProtocolVersion::V3_1_1
+        };
+        let connect = |client_id: &str, will: Option<Will>| {
+            Packet::Connect(Box::new(Connect {
+                protocol,
+                clean_start: true,
+                keep_alive_s: 60,
+                client_id: client_id.into(),
+                will,
+                ..Connect::default()
+            }))
+        };
+        let connected_probe = |client_id: String, will: Option<Will>| {
+            let packet = connect(&client_id, will);
+            let address = running.address;
+            async move {
+                let mut probe = Probe::connect_tcp(address, ProbeOptions::client())
+                    .await
+                    .expect("the probe connects");
+                probe.send(&packet).await.expect("CONNECT sent");
+                probe
+                    .expect(&Pattern::connack().reason_code(ReasonCode::SUCCESS), WAIT)
+                    .await
+                    .expect("CONNACK 0");
+                probe
+            }
+        };
+        let subscribe = |filter: &str| {
+            Packet::Subscribe(Subscribe {
+                packet_id: 1,
+                properties: Properties::default(),
+                subscriptions: vec![Subscription {
+                    filter: filter.into(),
+                    options: SubscriptionOptions::with_qos(QoS::AtMostOnce),
+                }],
+            })
+        };
+
+        // (1) The probe's will, a late mosquitto_sub.
+        let topic = format!("rc/willret/{tag}/probe");
+        let mut watcher = connected_probe(format!("rc-wr{tag}-watch"), None).await;
+        watcher.send(&subscribe(&topic)).await.expect("SUBSCRIBE sent");
+        watcher.expect(&Pattern::suback(), WAIT).await.expect("SUBACK");
+        let will = Will {
+            topic: topic.clone(),
+            payload: Bytes::from_static(b"offline"),
+            qos: QoS::AtMostOnce,
+            retain: true,
+            properties: Properties::default(),
+        };
+        let doomed = connected_probe(format!("rc-wr{tag}-doomed"), Some(will)).await;
+        doomed.close().await;
+        watcher
+            .expect(&Pattern::publish().topic(topic.as_str()).payload("offline"), WAIT)
+            .await
+            .expect("the will went out");
+        let mut late = MosquittoSub::start(
+            &running,
+            *version,
+            &format!("rc-wr{tag}-late"),
+            0,
+            &["-C", "1", "-t", &topic],
+        )
+        .await;
+        assert_eq!(
+            late.messages(1).await,
+            [Received::new(&topic, 0, true, "offline")],
+            "version {}: the will was retained",
+            version.flag
+        );
+        late.finished().await;
+
+        // (2) mosquitto_sub's will, a late probe.
+        let topic = format!("rc/willret/{tag}/sub");
+        let payload = format!("gone ({tag})");
+        let doomed = MosquittoSub::start(
+            &running,
+            *version,
+            &format!("rc-wr{tag}-killed"),
+            0,
+            &[
+                "-t",
+                &format!("rc/willret/{tag}/unused"),
+                "--will-topic",
+                &topic,
+                "--will-payload",
+                &payload,
+                "--will-retain",
+            ],
+        )
+        .await;
+        doomed.kill().await;
+        watcher.send(&subscribe(&topic)).await.expect("SUBSCRIBE sent");
+        watcher.expect(&Pattern::suback(), WAIT).await.expect("SUBACK");
+        // Subscribed before or after the will went out: the first copy comes from the store
+        // (RETAIN 1) or, with the subscription already in place, live (RETAIN 0).
+        let mut late = connected_probe(format!("rc-wr{tag}-lateprobe"), None).await;
+        watcher
+            .expect(&Pattern::publish().topic(topic.as_str()), WAIT)
+            .await
+            .expect("the will went out");
+        late.send(&subscribe(&topic)).await.expect("SUBSCRIBE sent");
+        late.expect(&Pattern::suback(), WAIT).await.expect("SUBACK");
+        late.expect(
+            &Pattern::publish()
+                .topic(topic.as_str())
+                .payload(payload.as_str())
+                .retain(true),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|error| panic!("version {}: the retained will: {error}", version.flag));
     }
     stop_checked(running).await;
 }
