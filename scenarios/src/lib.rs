@@ -1,14 +1,10 @@
-//! mqtt-scenarios: YAML scenarios and the engine that runs them, simulated (turmoil, a seed, a
-//! fault schedule) or live (real sockets, faults through a loopback proxy).
-//!
-//! Status: not landed yet. This crate doc is the map it will follow.
+//! mqtt-scenarios: YAML spec scenarios and the engine that runs them, simulated (turmoil, the
+//! reference broker, a seed, a fault schedule) or live (real sockets to any broker, faults
+//! through a loopback proxy).
 //!
 //! # Layout
 //!
-//! | module | what will live there |
+//! | module | what lives there |
 //! |---|---|
-//! | `schema` | the scenario types and their YAML form |
-//! | `load` | loading with file:line:column errors |
-//! | `engine` | steps, expectations and timing windows, independent of the world they run in |
-//! | `sim` | the turmoil driver: reference broker, seeds, faults, byte-identical traces |
-//! | `live` | the live driver and the fault proxy |
+//! | [`live`] | the live world's rigs: the fault proxy, launching mosquitto, the broker under test |
+pub mod live;

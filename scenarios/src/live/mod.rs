@@ -1,0 +1,1 @@
+//! The live world: real sockets on loopback, and the rigs around the broker under test.
