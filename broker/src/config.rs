@@ -45,6 +45,11 @@ pub struct Config {
     pub server_keep_alive_s: Option<u16>,
     /// Packets waiting to be written to one connection; beyond it QoS 0 messages to it are dropped.
     pub outgoing_packets_max: usize,
+    /// Planted bugs switched on (only with the `mutations` feature; default: none, a correct
+    /// broker). For proving that scenarios and conformance cases catch real bugs; see
+    /// [`crate::mutations`].
+    #[cfg(feature = "mutations")]
+    pub mutations: crate::mutations::Mutations,
 }
 
 impl Default for Config {
@@ -68,6 +73,8 @@ impl Default for Config {
             shared_subscription_available: true,
             server_keep_alive_s: None,
             outgoing_packets_max: 10_000,
+            #[cfg(feature = "mutations")]
+            mutations: crate::mutations::Mutations::new(),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | [`core`] | the sans-IO broker: `handle_*(now, ..)` inputs, `poll_*` outputs, no clock |
 //! | [`server`] | the tokio server, generic over listener and stream (real TCP, turmoil) |
 //! | [`errors`] | the table of what the broker does on each error, per version (walked by a test) |
+//! | `mutations` | planted bugs (feature `mutations` only), each off unless `Config::mutations` names it |
 //!
 //! # Choices the spec leaves open
 //!
@@ -45,6 +46,8 @@
 
 pub mod config;
 pub mod core;
+#[cfg(feature = "mutations")]
+pub mod mutations;
 pub mod server;
 
 /// What the broker does on each error, per version.
@@ -53,3 +56,5 @@ pub mod errors {}
 
 pub use config::Config;
 pub use core::{Broker, ConnectionId, Output, Statistics};
+#[cfg(feature = "mutations")]
+pub use mutations::{Mutation, Mutations, UnknownMutation};

@@ -8,6 +8,8 @@ use tokio::time::Instant;
 
 use super::session::{ConnectionState, PendingWill, Session};
 use super::{Broker, ConnectionId, Output, Timer};
+#[cfg(feature = "mutations")]
+use crate::mutations::Mutation;
 
 impl Broker {
     pub(super) fn handle_connect(&mut self, now: Instant, connection: ConnectionId, connect: Connect) {
@@ -153,6 +155,17 @@ impl Broker {
         self.send(connection, Packet::ConnAck(connack));
         if session_present {
             let resent = self.session_mut(&client_id).outgoing.resend_on_resume();
+            // Planted bug: the PUBLISH packets to resend are forgotten (they stay in flight,
+            // holding their place in the window); PUBRELs still go.
+            #[cfg(feature = "mutations")]
+            let resent: Vec<Packet> = if self.mutated(Mutation::NoResendOnResume) {
+                resent
+                    .into_iter()
+                    .filter(|packet| !matches!(packet, Packet::Publish(_)))
+                    .collect()
+            } else {
+                resent
+            };
             for packet in resent {
                 self.send(connection, packet);
             }

@@ -21,6 +21,8 @@ use mqtt_protocol::{
 use tokio::time::Instant;
 
 use crate::config::Config;
+#[cfg(feature = "mutations")]
+use crate::mutations::Mutation;
 use session::{Connection, ConnectionState, Message, Session, StoredSubscription};
 
 /// Identifies one network connection; the I/O layer picks the values (never reused).
@@ -88,6 +90,11 @@ pub struct Broker {
 
 impl Broker {
     pub fn new(config: Config) -> Broker {
+        #[cfg(feature = "mutations")]
+        if !config.mutations.is_empty() {
+            // Loud on purpose: a broker with planted bugs must never pass for a correct one.
+            tracing::warn!(mutations = %config.mutations, "planted bugs are switched on");
+        }
         Broker {
             config,
             connections: BTreeMap::new(),
@@ -105,6 +112,19 @@ impl Broker {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether the planted bug `mutation` is switched on.
+    ///
+    /// It exists only with the `mutations` feature, and each call site carries
+    /// `#[cfg(feature = "mutations")]` rather than calling an always-false twin: without the
+    /// feature not one token of a bug reaches the compiler (the promise in Cargo.toml holds
+    /// literally, and `crate::mutations` can stay wholly behind the feature), and the attribute
+    /// marks every planted bug for a reader and for grep. The price is one attribute per site;
+    /// clippy runs with and without the feature, so neither build rots.
+    #[cfg(feature = "mutations")]
+    fn mutated(&self, mutation: Mutation) -> bool {
+        self.config.mutations.contains(mutation)
     }
 
     pub fn statistics(&self) -> Statistics {
@@ -215,6 +235,11 @@ impl Broker {
                     }
                 }
                 Timer::SessionExpiry(client_id) => {
+                    #[cfg(feature = "mutations")]
+                    if self.mutated(Mutation::SessionOutlivesExpiry) {
+                        // Planted bug: the expiry timer is dropped; the session lives on.
+                        continue;
+                    }
                     let session = self.sessions.get(&client_id);
                     if session.is_some_and(|session| session.connection.is_none() && session.expires_at == Some(at)) {
                         self.end_session(now, &client_id);
@@ -337,6 +362,9 @@ impl Broker {
             }
         }
         let publish_will = version.is_v5() && disconnect.reason_code == ReasonCode::DISCONNECT_WITH_WILL_MESSAGE;
+        // Planted bug: every DISCONNECT counts as one that asks for the will.
+        #[cfg(feature = "mutations")]
+        let publish_will = publish_will || self.mutated(Mutation::WillOnNormalDisconnect);
         if !publish_will {
             // A normal DISCONNECT discards the will (5.0 MQTT-3.14.4-3, 3.1.1 MQTT-3.14.4-3).
             self.session_mut(client_id).will = None;
@@ -382,6 +410,11 @@ impl Broker {
         };
         if deadline > now {
             self.timers.insert((deadline, Timer::KeepAlive(connection)));
+            return;
+        }
+        #[cfg(feature = "mutations")]
+        if self.mutated(Mutation::KeepAliveIgnored) {
+            // Planted bug: the deadline passed and the broker looks away, for good (no re-arm).
             return;
         }
         tracing::debug!(connection, %client_id, "keep alive expired");
@@ -488,6 +521,12 @@ impl Broker {
             received_at: now,
             publisher: client_id.to_owned(),
         };
+        #[cfg(feature = "mutations")]
+        if self.mutated(Mutation::WillNotRetained) {
+            // Planted bug, as before commit 8d348e3: the will goes to routing past the store.
+            self.route_past_the_retained_store(now, message);
+            return;
+        }
         // The same door as a client's PUBLISH: a will with Will Retain 1 is retained (5.0
         // MQTT-3.1.2-15, 3.1.1 MQTT-3.1.2-17), and an empty one deletes the retained message.
         self.publish_message(now, message);

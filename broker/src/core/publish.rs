@@ -10,6 +10,8 @@ use tokio::time::Instant;
 
 use super::session::{Delivery, Message};
 use super::{Broker, ConnectionId};
+#[cfg(feature = "mutations")]
+use crate::mutations::Mutation;
 
 /// A member of a shared group matching a message: client id, granted QoS, subscription identifier.
 type SharedMember = (String, QoS, Option<u32>);
@@ -83,6 +85,12 @@ impl Broker {
                 self.disconnect_with(now, connection, client_id, error.reason_code());
                 return;
             }
+        };
+        // Planted bug: a QoS 2 resend before PUBREL is taken for a new message.
+        #[cfg(feature = "mutations")]
+        let incoming = mqtt_protocol::flow::Incoming {
+            deliver: incoming.deliver || self.mutated(Mutation::Qos2DeliveredTwice),
+            ..incoming
         };
         if !incoming.deliver {
             // A QoS 2 resend: acknowledge again, deliver once.
@@ -158,7 +166,16 @@ impl Broker {
         true
     }
 
-    /// Sends `message` to every matching subscription. Only [`Broker::publish_message`] calls it.
+    /// The will-not-retained mutation's way in: routing without the retained store, as wills
+    /// went before commit 8d348e3. It exists only with the `mutations` feature, so that in an
+    /// ordinary broker `route` keeps its one caller.
+    #[cfg(feature = "mutations")]
+    pub(super) fn route_past_the_retained_store(&mut self, now: Instant, message: Message) {
+        self.route(now, message);
+    }
+
+    /// Sends `message` to every matching subscription. Only [`Broker::publish_message`] calls it
+    /// (and, with the `mutations` feature, the will-not-retained bug).
     fn route(&mut self, now: Instant, message: Message) {
         let message = Arc::new(message);
         let mut combined: BTreeMap<String, Combined> = BTreeMap::new();
@@ -296,6 +313,11 @@ impl Broker {
             };
             let Some(connection) = session.connection else { return };
             if let Some(resend) = session.outgoing.resend_next() {
+                // Planted bug: a PUBLISH withheld at resume leaves the resend queue, never written.
+                #[cfg(feature = "mutations")]
+                if self.mutated(Mutation::NoResendOnResume) {
+                    continue;
+                }
                 self.send(connection, Packet::Publish(resend));
                 continue;
             }

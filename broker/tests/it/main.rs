@@ -4,6 +4,7 @@
 mod core;
 mod errors;
 mod harness;
+mod mutations;
 mod real_clients;
 mod running;
 mod server;
