@@ -55,9 +55,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use mqtt_broker::server::Server;
 use mqtt_broker::{Broker, Config};
-use mqtt_client::mosquitto::{self, Mosquitto, MosquittoConfig};
 use mqtt_client::{Client, ConnectOptions, Event, Events, Message, PublishHandle};
 use mqtt_protocol::{QoS, SubscriptionOptions};
+use mqtt_scenarios::live::mosquitto::{self, Mosquitto, MosquittoConfig};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
@@ -1727,7 +1727,7 @@ async fn benchmark(ctx: &Ctx) -> Result<(), String> {
         // The first broker is swapped every round.
         let reversed: Vec<BrokerKind> = args.brokers.iter().rev().copied().collect();
         let order = |round: usize| {
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 args.brokers.clone()
             } else {
                 reversed.clone()

@@ -14,13 +14,9 @@
 //! | [`connection`] | the async client over any stream: [`Client`], its event stream, reconnect with backoff |
 //! | [`transport`] | the stream seam: anything `AsyncRead + AsyncWrite`, and dialers (TCP now) |
 //! | [`probe`] | send typed packets or raw bytes, expect patterns within deadlines, record traces |
-//! | [`fault_proxy`] | a loopback TCP proxy that injects faults: partition, hold, reset, latency |
-//! | [`mosquitto`] | starts a real mosquitto on an ephemeral loopback port, for tests and benchmarks |
 
 pub mod connection;
 pub mod core;
-pub mod fault_proxy;
-pub mod mosquitto;
 pub mod options;
 pub mod probe;
 pub mod transport;

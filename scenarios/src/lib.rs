@@ -6,5 +6,5 @@
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | [`live`] | the live world's rigs: the fault proxy, launching mosquitto, the broker under test |
+//! | [`live`] | the live world's rigs: the fault proxy (with a dead-link mode that partitions as the simulation does), launching mosquitto |
 pub mod live;

@@ -24,9 +24,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use mqtt_client::mosquitto::{self, Mosquitto, MosquittoConfig};
 use mqtt_client::{Client, ConnectOptions, Message, PublishOutcome};
 use mqtt_protocol::{ProtocolVersion, QoS};
+use mqtt_scenarios::live::mosquitto::{self, Mosquitto, MosquittoConfig};
 
 type Error = Box<dyn StdError>;
 

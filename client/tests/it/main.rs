@@ -1,8 +1,5 @@
-//! Integration tests of mqtt-client: the sans-IO core told the time, and the async client, the
-//! probe, the fault proxy and the mosquitto launcher over real loopback sockets.
+//! Integration tests of mqtt-client: the sans-IO core told the time, and the async client and the
+//! probe over real loopback sockets.
 
-mod against_mosquitto;
 mod core;
-mod fault_proxy;
-mod mosquitto;
 mod probe;

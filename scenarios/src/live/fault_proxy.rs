@@ -11,6 +11,7 @@
 //! | [`hold`](FaultProxy::hold) | a short outage TCP rides out: bytes are buffered and [`release`](FaultProxy::release) delivers them in order |
 //! | [`reset`](FaultProxy::reset) | both sockets of every current connection are reset (RST); new connections are still accepted |
 //! | [`set_latency`](FaultProxy::set_latency) | each chunk is delivered that long after it was read, in order |
+//! | dead link ([`ProxyOptions::dead_link`]) | a partition kills the connections it touches, as under turmoil, where TCP never retransmits: a direction partitioned while a connection is open never delivers on that connection again, and once no direction is partitioned the connection is reset (RST, both sides), so it never resumes with a gap in its bytes; a connection accepted while any direction is partitioned is reset at once, without connecting upstream, so a connect during a partition fails. A one-way partition is a partition (the other direction flows until the reset); hold, release, reset and latency are unchanged |
 //!
 //! Each direction of a connection keeps one queue of chunks waiting for delivery, bounded by
 //! [`QUEUE_BYTES_MAX`]. When the queue is full (a long hold, or latency under heavy traffic) the
@@ -18,7 +19,13 @@
 //! dropped for lack of room, only by a partition, so a held stream stays a valid MQTT stream.
 //!
 //! [`FaultProxy::start_recording`] also keeps every byte each side sent, per connection, so a test
-//! can decode what a client really put on the wire.
+//! can decode what a client really put on the wire. [`FaultProxy::start_with`] takes
+//! [`ProxyOptions`], to switch on recording, the dead-link mode, or both.
+//!
+//! Without the dead-link mode a repaired partition lets a connection go on with the bytes sent
+//! meanwhile missing, which an MQTT peer reads as garbage: fine for a test that sends nothing
+//! during the partition, or that wants to see what a peer does with a broken stream. A scenario
+//! that must behave as it does in the simulation runs with the dead-link mode on.
 
 use std::collections::VecDeque;
 use std::io;
@@ -78,6 +85,16 @@ impl Flow {
     }
 }
 
+/// How a [`FaultProxy`] is started; the default is what [`FaultProxy::start`] does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProxyOptions {
+    /// Keep every byte each side sends (see [`FaultProxy::recorded`]).
+    pub recording: bool,
+    /// A partition kills the connections it touches, as in the simulation: see the dead-link row
+    /// of the [module docs](self)' fault table.
+    pub dead_link: bool,
+}
+
 /// What a direction does with the bytes it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FlowMode {
@@ -103,6 +120,25 @@ struct ProxyState {
     flows: [FlowState; 2],
     /// Raised by [`FaultProxy::reset`]; a connection accepted before the raise closes.
     reset_generation: u64,
+    /// Per direction, raised each time it enters [`FlowMode::Partition`]. A connection that sees
+    /// one differ from its value at accept has lost bytes that way, or may have, even in a
+    /// partition set and repaired too quickly for its task to see it (a watch channel keeps only
+    /// the latest state).
+    partition_generations: [u64; 2],
+}
+
+impl ProxyState {
+    fn partitioned(&self) -> bool {
+        self.flows.iter().any(|flow| flow.mode == FlowMode::Partition)
+    }
+
+    fn set_mode(&mut self, flow: Flow, mode: FlowMode) {
+        let flow_state = &mut self.flows[flow.index()];
+        if mode == FlowMode::Partition && flow_state.mode != FlowMode::Partition {
+            self.partition_generations[flow.index()] += 1;
+        }
+        flow_state.mode = mode;
+    }
 }
 
 /// Counters and recordings shared by the proxy and its tasks.
@@ -141,6 +177,7 @@ impl Shared {
 pub struct FaultProxy {
     address: SocketAddr,
     upstream: SocketAddr,
+    options: ProxyOptions,
     state: watch::Sender<ProxyState>,
     shared: Arc<Shared>,
     accept_task: JoinHandle<()>,
@@ -150,27 +187,39 @@ impl FaultProxy {
     /// Listens on `127.0.0.1:0` and forwards every connection to `upstream`. Must be called
     /// within a tokio runtime.
     pub async fn start(upstream: SocketAddr) -> io::Result<FaultProxy> {
-        FaultProxy::start_with(upstream, false).await
+        FaultProxy::start_with(upstream, ProxyOptions::default()).await
     }
 
     /// Like [`FaultProxy::start`], and records every byte each side sends (see
     /// [`FaultProxy::recorded`]).
     pub async fn start_recording(upstream: SocketAddr) -> io::Result<FaultProxy> {
-        FaultProxy::start_with(upstream, true).await
+        let options = ProxyOptions {
+            recording: true,
+            ..ProxyOptions::default()
+        };
+        FaultProxy::start_with(upstream, options).await
     }
 
-    async fn start_with(upstream: SocketAddr, recording: bool) -> io::Result<FaultProxy> {
+    /// Like [`FaultProxy::start`], with recording and the dead-link mode as `options` say.
+    pub async fn start_with(upstream: SocketAddr, options: ProxyOptions) -> io::Result<FaultProxy> {
         let listener = TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).await?;
         let address = listener.local_addr()?;
         let (state, _) = watch::channel(ProxyState::default());
         let shared = Arc::new(Shared {
-            recordings: recording.then(|| Mutex::new(Vec::new())),
+            recordings: options.recording.then(|| Mutex::new(Vec::new())),
             ..Shared::default()
         });
-        let accept_task = tokio::spawn(accept_loop(listener, upstream, state.subscribe(), shared.clone()));
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            upstream,
+            options.dead_link,
+            state.subscribe(),
+            shared.clone(),
+        ));
         Ok(FaultProxy {
             address,
             upstream,
+            options,
             state,
             shared,
             accept_task,
@@ -187,6 +236,11 @@ impl FaultProxy {
         self.upstream
     }
 
+    /// How it was started.
+    pub fn options(&self) -> ProxyOptions {
+        self.options
+    }
+
     /// Stops forwarding both ways: a dead network. See [`FlowMode::Partition`].
     pub fn partition(&self) {
         self.set_mode_all(FlowMode::Partition);
@@ -198,7 +252,8 @@ impl FaultProxy {
     }
 
     /// Resumes forwarding both ways (new bytes; those dropped are gone). The same as
-    /// [`FaultProxy::release`]: anything held is delivered first.
+    /// [`FaultProxy::release`]: anything held is delivered first. In the dead-link mode the
+    /// connections that lived through the partition are reset instead.
     pub fn repair(&self) {
         self.set_mode_all(FlowMode::Forward);
     }
@@ -231,13 +286,13 @@ impl FaultProxy {
 
     /// Sets what `flow` does with the bytes it reads, on every connection.
     pub fn set_mode(&self, flow: Flow, mode: FlowMode) {
-        self.state.send_modify(|state| state.flows[flow.index()].mode = mode);
+        self.state.send_modify(|state| state.set_mode(flow, mode));
     }
 
     fn set_mode_all(&self, mode: FlowMode) {
         self.state.send_modify(|state| {
-            for flow in &mut state.flows {
-                flow.mode = mode;
+            for flow in Flow::ALL {
+                state.set_mode(flow, mode);
             }
         });
     }
@@ -321,6 +376,7 @@ impl Drop for FaultProxy {
 async fn accept_loop(
     listener: TcpListener,
     upstream: SocketAddr,
+    dead_link: bool,
     state: watch::Receiver<ProxyState>,
     shared: Arc<Shared>,
 ) {
@@ -350,11 +406,24 @@ async fn accept_loop(
                 recordings.push([Vec::new(), Vec::new()]);
             }
         }
-        let reset_generation = state.borrow().reset_generation;
+        let (reset_generation, partition_generations, partitioned) = {
+            let now = state.borrow();
+            (now.reset_generation, now.partition_generations, now.partitioned())
+        };
+        if dead_link && partitioned {
+            // A connect during a partition fails, as in the simulation: the client is reset at
+            // once and upstream never hears of it. It keeps its index, so indexes stay in accept
+            // order.
+            tracing::debug!(index, %peer, "fault proxy: accepted during a partition; resetting it");
+            let _ = downstream.set_zero_linger();
+            continue;
+        }
         let connection = Connection {
             index,
             upstream,
+            dead_link,
             reset_generation,
+            partition_generations,
             state: state.clone(),
             shared: shared.clone(),
         };
@@ -371,8 +440,12 @@ async fn closed(mut state: watch::Receiver<ProxyState>) {
 struct Connection {
     index: usize,
     upstream: SocketAddr,
+    /// Whether a partition kills it ([`ProxyOptions::dead_link`]).
+    dead_link: bool,
     /// The reset generation when it was accepted.
     reset_generation: u64,
+    /// The partition generations when it was accepted.
+    partition_generations: [u64; 2],
     state: watch::Receiver<ProxyState>,
     shared: Arc<Shared>,
 }
@@ -383,6 +456,8 @@ enum Ending {
     Closed(Flow, io::Result<()>),
     /// [`FaultProxy::reset`].
     Reset,
+    /// The dead-link mode: a partition this connection lived through was repaired.
+    DeadLink,
     /// The proxy was dropped.
     ProxyGone,
 }
@@ -393,6 +468,7 @@ impl std::fmt::Display for Ending {
             Ending::Closed(flow, Ok(())) => write!(formatter, "closed by the sender of {flow:?}"),
             Ending::Closed(flow, Err(error)) => write!(formatter, "failed in {flow:?}: {error}"),
             Ending::Reset => formatter.write_str("reset by the proxy"),
+            Ending::DeadLink => formatter.write_str("reset by the proxy: it lived through a partition"),
             Ending::ProxyGone => formatter.write_str("the proxy was dropped"),
         }
     }
@@ -408,11 +484,13 @@ impl Connection {
 
     async fn forward(&self, downstream: &mut TcpStream) -> Ending {
         let connected = tokio::select! {
-            connected = timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(self.upstream)) => connected,
+            // A reset wins over a connect that completes at the same time.
+            biased;
             ending = self.wait_for_reset() => {
                 let _ = downstream.set_zero_linger();
                 return ending;
             }
+            connected = timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(self.upstream)) => connected,
         };
         let mut upstream = match connected {
             Ok(Ok(upstream)) => upstream,
@@ -437,12 +515,15 @@ impl Connection {
             let client_to_broker = self.pump(Flow::ClientToBroker, downstream_read, upstream_write);
             let broker_to_client = self.pump(Flow::BrokerToClient, upstream_read, downstream_write);
             tokio::select! {
+                // The reset first: the pumps wake on the same state change, and a reset should
+                // not wait for them to move what they could.
+                biased;
+                ending = self.wait_for_reset() => ending,
                 result = client_to_broker => Ending::Closed(Flow::ClientToBroker, result),
                 result = broker_to_client => Ending::Closed(Flow::BrokerToClient, result),
-                ending = self.wait_for_reset() => ending,
             }
         };
-        if matches!(ending, Ending::Reset) {
+        if matches!(ending, Ending::Reset | Ending::DeadLink) {
             // Closing with a zero linger sends RST instead of FIN.
             for stream in [&*downstream, &upstream] {
                 let _ = stream.set_zero_linger();
@@ -452,16 +533,47 @@ impl Connection {
         ending
     }
 
+    /// Resolves when this connection is to be reset: by [`FaultProxy::reset`], or in the
+    /// dead-link mode once no direction is partitioned any more after one was, since accept.
     async fn wait_for_reset(&self) -> Ending {
         let mut state = self.state.clone();
         loop {
-            if state.borrow_and_update().reset_generation != self.reset_generation {
-                return Ending::Reset;
+            {
+                let now = state.borrow_and_update();
+                if now.reset_generation != self.reset_generation {
+                    return Ending::Reset;
+                }
+                if self.dead_link_repaired(&now) {
+                    return Ending::DeadLink;
+                }
             }
             if state.changed().await.is_err() {
                 return Ending::ProxyGone;
             }
         }
+    }
+
+    /// In the dead-link mode: whether `flow` has been partitioned since accept. Its stream may
+    /// have a gap, so it never delivers again: it stays partitioned for this connection until the
+    /// connection is reset.
+    fn broken(&self, state: &ProxyState, flow: Flow) -> bool {
+        self.dead_link && state.partition_generations[flow.index()] != self.partition_generations[flow.index()]
+    }
+
+    /// In the dead-link mode: whether a direction has been partitioned since accept and none is
+    /// partitioned any more, so the connection is to be reset.
+    fn dead_link_repaired(&self, state: &ProxyState) -> bool {
+        Flow::ALL.into_iter().any(|flow| self.broken(state, flow)) && !state.partitioned()
+    }
+
+    /// What `flow` does now on this connection: the proxy's setting, or a partition for good once
+    /// it is broken in the dead-link mode.
+    fn flow_state(&self, state: &ProxyState, flow: Flow) -> FlowState {
+        let mut flow_state = state.flows[flow.index()];
+        if self.broken(state, flow) {
+            flow_state.mode = FlowMode::Partition;
+        }
+        flow_state
     }
 
     /// Moves the bytes of one direction until the sender's close has been passed on (`Ok`), or a
@@ -472,7 +584,7 @@ impl Connection {
         let mut source_open = true;
         let mut buffer = vec![0u8; CHUNK_BYTES_MAX];
         loop {
-            let flow_state = state.borrow_and_update().flows[flow.index()];
+            let flow_state = self.flow_state(&state.borrow_and_update(), flow);
             // Deliver (or, partitioned, drop) whatever is due.
             while let Some(item) = queue.pop_due(Instant::now(), flow_state.mode) {
                 match item {
@@ -503,7 +615,7 @@ impl Connection {
                 () = sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {}
                 read = source.read(&mut buffer), if readable => {
                     // The settings now, not those of the loop's start.
-                    let flow_state = state.borrow().flows[flow.index()];
+                    let flow_state = self.flow_state(&state.borrow(), flow);
                     let deliver_at = Instant::now() + flow_state.latency;
                     match read {
                         Ok(0) | Err(_) => {

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
-//! use mqtt_client::mosquitto::{Mosquitto, MosquittoConfig};
+//! use mqtt_scenarios::live::mosquitto::{Mosquitto, MosquittoConfig};
 //!
 //! let broker = Mosquitto::start(MosquittoConfig::default()).await?;
 //! println!("connect to {}", broker.url());
@@ -85,7 +85,7 @@ impl MosquittoConfig {
     pub fn render(&self, port: u16) -> String {
         let mut text = String::new();
         // Writing to a String cannot fail.
-        let _ = writeln!(text, "# written by mqtt-client's mosquitto module");
+        let _ = writeln!(text, "# written by mqtt-scenarios' mosquitto launcher");
         let _ = writeln!(text, "listener {port} 127.0.0.1");
         let _ = writeln!(text, "allow_anonymous true");
         let _ = writeln!(text, "persistence false");
@@ -319,7 +319,7 @@ fn create_directory() -> io::Result<PathBuf> {
     let base = std::env::temp_dir();
     for _ in 0..TRIES_MAX {
         let counter = DIRECTORY_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let candidate = base.join(format!("mqtt-client-mosquitto-{}-{counter}", std::process::id()));
+        let candidate = base.join(format!("mqtt-scenarios-mosquitto-{}-{counter}", std::process::id()));
         match fs::create_dir(&candidate) {
             Ok(()) => return Ok(candidate),
             // Left behind by an earlier process with the same pid: try the next name.

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mqtt_client::fault_proxy::{FaultProxy, Flow};
-use mqtt_client::mosquitto::{Mosquitto, MosquittoConfig};
 use mqtt_client::{Client, ConnectOptions, Event, Events, LastWill, Message, ReconnectPolicy};
 use mqtt_protocol::*;
+use mqtt_scenarios::live::fault_proxy::{FaultProxy, Flow};
+use mqtt_scenarios::live::mosquitto::{Mosquitto, MosquittoConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::{timeout, Instant};

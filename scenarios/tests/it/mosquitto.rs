@@ -1,13 +1,14 @@
-//! Tests of `mqtt_client::mosquitto`: a real mosquitto started on an ephemeral port, spoken to with
-//! raw packets from the shared codec (not the client, so these tests stand on their own).
+//! Tests of `mqtt_scenarios::live::mosquitto`: a real mosquitto started on an ephemeral port,
+//! spoken to with raw packets from the shared codec (not the client, so these tests stand on
+//! their own).
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use mqtt_client::mosquitto::{Mosquitto, MosquittoConfig};
 use mqtt_protocol::{decode, encode, ConnAck, Connect, DecodeContext, Packet, ProtocolVersion, ReasonCode};
+use mqtt_scenarios::live::mosquitto::{Mosquitto, MosquittoConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant};
@@ -173,7 +174,7 @@ async fn a_configuration_mosquitto_rejects_fails_at_once_with_its_log() {
 #[test]
 fn the_installed_mosquitto_reports_a_version() {
     // Goal: reports can name the broker version. Method: parse `mosquitto -h`; a dotted number.
-    let version = mqtt_client::mosquitto::version().expect("mosquitto -h names a version");
+    let version = mqtt_scenarios::live::mosquitto::version().expect("mosquitto -h names a version");
     assert!(
         version.split('.').all(|part| part.parse::<u32>().is_ok()),
         "odd version {version:?}"

@@ -1,0 +1,6 @@
+//! Integration tests of mqtt-scenarios' live rigs over real loopback sockets: the fault proxy, the
+//! mosquitto launcher, and the client against a real mosquitto through them.
+
+mod against_mosquitto;
+mod fault_proxy;
+mod mosquitto;
