@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use mqtt_protocol::{
     decode, encode, ConnAck, DecodeContext, Packet, Properties, ReasonCode, SubAck, Subscription, SubscriptionOptions,
     UnsubAck,
@@ -203,6 +203,14 @@ impl Client {
         let url: BrokerUrl = url.parse()?;
         if url.scheme != Scheme::Mqtt {
             return Err(ClientError::UnsupportedScheme(url.scheme.name()));
+        }
+        // Credentials in the URL stand in for those the options leave out.
+        let mut options = options;
+        if options.user_name.is_none() {
+            options.user_name = url.username.clone();
+        }
+        if options.password.is_none() {
+            options.password = url.password.clone().map(|password| Bytes::from(password.into_bytes()));
         }
         Client::connect_with(Arc::new(TcpDialer::new(url.authority())), options).await
     }

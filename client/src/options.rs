@@ -42,10 +42,15 @@ impl Scheme {
     }
 }
 
-/// A broker address such as `mqtt://127.0.0.1:1883` (port defaults per scheme).
+/// A broker address such as `mqtt://127.0.0.1:1883` (port defaults per scheme), with optional
+/// credentials as `mqtt://user:password@host:port` (percent-encoding is not decoded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerUrl {
     pub scheme: Scheme,
+    /// The user name before `@`, if any.
+    pub username: Option<String>,
+    /// The password after `user:`, if any.
+    pub password: Option<String>,
     /// A host name, an IPv4 address, or an IPv6 address without brackets.
     pub host: String,
     pub port: u16,
@@ -84,6 +89,17 @@ impl FromStr for BrokerUrl {
             Some(index) => (&rest[..index], &rest[index..]),
             None => (rest, ""),
         };
+        let (userinfo, authority) = match authority.rsplit_once('@') {
+            Some((userinfo, authority)) => (Some(userinfo), authority),
+            None => (None, authority),
+        };
+        let (username, password) = match userinfo {
+            Some(userinfo) => match userinfo.split_once(':') {
+                Some((user, password)) => (Some(user.to_owned()), Some(password.to_owned())),
+                None => (Some(userinfo.to_owned()), None),
+            },
+            None => (None, None),
+        };
         let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
             let (host, after) = bracketed
                 .split_once(']')
@@ -109,6 +125,8 @@ impl FromStr for BrokerUrl {
         };
         Ok(BrokerUrl {
             scheme,
+            username,
+            password,
             host: host.to_owned(),
             port,
             path,
@@ -355,5 +373,24 @@ impl ConnectOptions {
             user_name: self.user_name.clone(),
             password: self.password.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_carries_credentials_before_the_host_and_never_shows_them() {
+        let url: BrokerUrl = "mqtt://alice:s3cret@127.0.0.1:1884".parse().expect("a valid URL");
+        assert_eq!(url.username.as_deref(), Some("alice"));
+        assert_eq!(url.password.as_deref(), Some("s3cret"));
+        assert_eq!(url.authority(), "127.0.0.1:1884");
+        assert_eq!(url.to_string(), "mqtt://127.0.0.1:1884", "no password in messages");
+        let url: BrokerUrl = "mqtt://bob@localhost".parse().expect("a valid URL");
+        assert_eq!((url.username.as_deref(), url.password), (Some("bob"), None));
+        assert_eq!(url.port, 1883);
+        let url: BrokerUrl = "mqtt://localhost".parse().expect("a valid URL");
+        assert_eq!((url.username, url.password), (None, None));
     }
 }

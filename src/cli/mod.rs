@@ -1,15 +1,20 @@
 //! The command line: one module per subcommand, parsed with clap's derive API.
 //!
-//! Exit codes: 0 success; 1 a check, scenario or expectation failed; 2 usage error (clap's);
-//! 3 the subcommand's capability has not landed yet.
+//! Exit codes: 0 success; 1 a check, scenario or expectation failed; 2 usage error (clap's, a bad
+//! scenario file, a broker that cannot be reached); 3 the subcommand's capability has not landed
+//! yet.
 
+use std::fmt;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use clap::{Parser, Subcommand};
+use mqtt_protocol::ProtocolVersion;
 
 mod bench;
 mod broker;
 mod check;
+mod output;
 mod report;
 mod run;
 mod sim;
@@ -41,6 +46,56 @@ enum Command {
 
 /// Exit code for a subcommand whose capability has not landed yet (2 stays clap's usage error).
 pub const EXIT_NOT_IMPLEMENTED: u8 = 3;
+/// Exit code when a check, scenario or expectation failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for bad input: arguments, a scenario file, a broker that cannot be reached.
+pub const EXIT_USAGE: u8 = 2;
+
+/// `--protocol`: one version, or every version a case lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V5,
+    V3_1_1,
+    All,
+}
+
+impl Protocol {
+    /// The versions of `versions` this selects, in their order.
+    pub fn filter(self, versions: &[ProtocolVersion]) -> Vec<ProtocolVersion> {
+        versions
+            .iter()
+            .copied()
+            .filter(|version| match self {
+                Protocol::All => true,
+                Protocol::V5 => *version == ProtocolVersion::V5,
+                Protocol::V3_1_1 => *version == ProtocolVersion::V3_1_1,
+            })
+            .collect()
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Protocol, String> {
+        match text {
+            "5.0" | "5" => Ok(Protocol::V5),
+            "3.1.1" => Ok(Protocol::V3_1_1),
+            "all" => Ok(Protocol::All),
+            _ => Err(format!("{text:?}: use 5.0, 3.1.1 or all")),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::V5 => "5.0",
+            Protocol::V3_1_1 => "3.1.1",
+            Protocol::All => "all",
+        })
+    }
+}
 
 pub fn main() -> ExitCode {
     match Cli::parse().command {

@@ -1,18 +1,364 @@
-//! `mqtt-harness run`: the same scenarios live against a broker.
+//! `mqtt-harness run`: the same scenarios live against a broker, with faults through a loopback
+//! fault proxy, timing windows in real time.
 
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use mqtt_client::options::Scheme;
+use mqtt_client::BrokerUrl;
+use mqtt_protocol::ProtocolVersion;
+use mqtt_reports::{compare, Case, Expectations, Kind, Verdict};
+use mqtt_scenarios::live::{self, LiveOptions, LiveRun, TargetSpec, TOLERANCE_DEFAULT};
+use mqtt_scenarios::load::load_paths;
+use mqtt_scenarios::results;
+use mqtt_scenarios::scenario::{version_name, Scenario};
+
+use super::output::{self, colour, verdict_label};
+use super::{Protocol, EXIT_FAILED, EXIT_USAGE};
+
+/// How long the first TCP connect to the broker may take before it counts as unreachable.
+const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs YAML scenarios live against a broker. Faults go through a fault proxy the harness starts
+/// on loopback for each client a fault names; windows are measured in real time with a fixed
+/// tolerance. Each run uses topic and client id prefixes of its own and clears the retained
+/// messages and sessions it left, so a shared broker is fine.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Scenario files or folders.
+    /// Scenario files, or folders searched for *.yaml (e.g. scenarios/spec).
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
-    /// The broker to run against, e.g. mqtt://127.0.0.1:1883.
-    #[arg(long, value_name = "URL")]
-    pub broker: String,
+    /// The broker, e.g. mqtt://127.0.0.1:1883 (credentials as mqtt://user:pass@host:port).
+    /// Without it, the reference broker is started in-process for each run, with the
+    /// scenario's configuration.
+    #[arg(long, short = 'b', value_name = "URL")]
+    pub broker: Option<String>,
+    /// The user name every client presents, unless the scenario gives its own.
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub username: Option<String>,
+    /// The password every client presents, unless the scenario gives its own.
+    #[arg(long = "pw", short = 'P', value_name = "PASSWORD")]
+    pub password: Option<String>,
+    /// The broker's known deviations: exit 0 when every verdict matches the file, 1 on any
+    /// mismatch (a new failure, or a new pass).
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+    /// The protocol versions to run, among those each scenario lists.
+    #[arg(long, value_name = "5.0|3.1.1|all", default_value = "all")]
+    pub protocol: Protocol,
+    /// SHOULD-level expectations and early arrivals fail instead of being informational.
+    #[arg(long)]
+    pub strict: bool,
+    /// The tolerance added to a window's upper bound, for brokers that keep time in whole
+    /// seconds: 1000 ms by default, which this may lower but never raise.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub tolerance_ms: Option<u64>,
+    /// Scenario runs at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Write each run's packet trace to DIR/<area>/<name>/<version>.trace.
+    #[arg(long, value_name = "DIR")]
+    pub trace_dir: Option<PathBuf>,
+    /// Write report.json, junit.xml, report.html and report.md to DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Write the JSON result to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
-pub fn run(_args: Args) -> ExitCode {
-    super::not_implemented("run")
+pub fn run(args: Args) -> ExitCode {
+    let scenarios = match load_paths(&args.paths) {
+        Ok(scenarios) => scenarios,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let expectations = match &args.expect {
+        Some(path) => match Expectations::load(path) {
+            Ok(expectations) => Some(expectations),
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        None => None,
+    };
+    let (spec, username, password) = match target(&args) {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let options = LiveOptions {
+        strict: args.strict,
+        tolerance: args.tolerance_ms.map_or(TOLERANCE_DEFAULT, Duration::from_millis),
+        username,
+        password,
+    };
+    let jobs: Vec<(usize, ProtocolVersion)> = scenarios
+        .iter()
+        .enumerate()
+        .flat_map(|(index, scenario)| {
+            args.protocol
+                .filter(&scenario.versions)
+                .into_iter()
+                .map(move |version| (index, version))
+        })
+        .collect();
+    if jobs.is_empty() {
+        eprintln!("no scenario runs in protocol version {}", args.protocol);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    eprintln!(
+        "run: {} scenario runs against {}, {} at a time",
+        jobs.len(),
+        spec.describe(),
+        args.concurrency
+    );
+    let bar = output::progress(jobs.len(), "runs");
+    let started = Instant::now();
+    let outcomes = run_all(&scenarios, &jobs, &spec, &options, args.concurrency as usize, &|| {
+        bar.inc(1)
+    });
+    bar.finish_and_clear();
+
+    let colour = colour();
+    let mut report = output::new_report(Kind::Run, &spec.describe());
+    report.parameters.insert("paths".into(), paths_text(&args.paths).into());
+    report
+        .parameters
+        .insert("protocol".into(), args.protocol.to_string().into());
+    report.parameters.insert("strict".into(), args.strict.into());
+    report
+        .parameters
+        .insert("tolerance_ms".into(), (options.tolerance.as_millis() as u64).into());
+    let mut trace_errors = Vec::new();
+    for ((index, version), outcome) in jobs.iter().zip(outcomes) {
+        let scenario = &scenarios[*index];
+        let command = rerun_command(scenario, *version, &args);
+        let case = match outcome {
+            Outcome::NotApplicable(reason) => results::not_applicable(scenario, *version, reason, command),
+            Outcome::Ran(run) => {
+                if let Some(dir) = &args.trace_dir {
+                    let path = output::trace_path(dir, &scenario.id, version_name(*version), None);
+                    if let Err(error) = output::write_file(&path, &run.trace.render(true)) {
+                        trace_errors.push(error);
+                    }
+                }
+                let failed = run.outcome.verdict == mqtt_scenarios::engine::Verdict::Fail;
+                let record = results::RunRecord {
+                    version: *version,
+                    outcome: &run.outcome,
+                    trace: &run.trace,
+                    seed: None,
+                    duration_ms: run.elapsed.as_millis() as u64,
+                };
+                results::case(scenario, &record, command, failed)
+            }
+        };
+        print_case(&case, colour);
+        report.push(case);
+    }
+    for error in trace_errors.iter().take(3) {
+        eprintln!("{error}");
+    }
+    println!(
+        "{} runs: {} in {:.1} s",
+        jobs.len(),
+        mqtt_reports::render::terminal_summary_line(&report.summary),
+        started.elapsed().as_secs_f64()
+    );
+    let mut failed = report.summary.failed > 0;
+    if let Some(expectations) = &expectations {
+        let comparison = compare(&report, expectations);
+        if let Some(wrong) = &comparison.wrong_kind {
+            println!("{}: {wrong}", expectations.path.display());
+        }
+        for mismatch in &comparison.mismatches {
+            println!("MISMATCH {mismatch}");
+        }
+        for not_run in comparison.not_run.iter().take(5) {
+            println!("note: {not_run}");
+        }
+        failed = !comparison.is_match();
+        println!(
+            "expectations {}: {}",
+            expectations.path.display(),
+            if failed {
+                format!("{} mismatches", comparison.mismatches.len())
+            } else {
+                "every verdict matches".to_owned()
+            }
+        );
+    }
+    if let Err(error) = output::write_results(&report, args.report_dir.as_deref(), args.json.as_deref()) {
+        eprintln!("{error}");
+        failed = true;
+    }
+    if failed || !trace_errors.is_empty() {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The broker under test and the credentials, from `--broker`, `-u` and `-P` (which win over
+/// credentials in the URL). A broker that does not answer a TCP connect is an error here, with
+/// the reason in one line.
+fn target(args: &Args) -> Result<(TargetSpec, Option<String>, Option<String>), String> {
+    let Some(text) = &args.broker else {
+        return Ok((TargetSpec::Reference, args.username.clone(), args.password.clone()));
+    };
+    let url: BrokerUrl = text.parse().map_err(|error| format!("--broker: {error}"))?;
+    if url.scheme != Scheme::Mqtt {
+        return Err(format!(
+            "--broker: {}:// is not supported yet (TLS and WebSocket come with the transports work): use mqtt://",
+            url.scheme.name()
+        ));
+    }
+    let address = url
+        .authority()
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve {}: {error}", url.host))?
+        .next()
+        .ok_or_else(|| format!("{} has no address", url.host))?;
+    match std::net::TcpStream::connect_timeout(&address, REACH_TIMEOUT) {
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(format!("connection refused to {address}"));
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+            return Err(format!("no answer from {address} within {} s", REACH_TIMEOUT.as_secs()));
+        }
+        Err(error) => return Err(format!("cannot connect to {address}: {error}")),
+    }
+    let username = args.username.clone().or_else(|| url.username.clone());
+    let password = args.password.clone().or_else(|| url.password.clone());
+    Ok((TargetSpec::Url(url), username, password))
+}
+
+enum Outcome {
+    NotApplicable(String),
+    Ran(Box<LiveRun>),
+}
+
+/// Runs every job, `concurrency` at a time, each thread with a runtime of its own; outcomes in
+/// the order of `jobs`.
+fn run_all(
+    scenarios: &[Scenario],
+    jobs: &[(usize, ProtocolVersion)],
+    spec: &TargetSpec,
+    options: &LiveOptions,
+    concurrency: usize,
+    done: &(dyn Fn() + Sync),
+) -> Vec<Outcome> {
+    let next = AtomicUsize::new(0);
+    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency.clamp(1, jobs.len()) {
+            scope.spawn(|| {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        eprintln!("cannot start a runtime: {error}");
+                        return;
+                    }
+                };
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((scenario_index, version)) = jobs.get(index) else {
+                        return;
+                    };
+                    let scenario = &scenarios[*scenario_index];
+                    let outcome = match scenario
+                        .requires
+                        .iter()
+                        .find_map(|requirement| spec.supports(*requirement).err())
+                    {
+                        Some(reason) => Outcome::NotApplicable(format!("not applicable: {reason}")),
+                        None => {
+                            let local = tokio::task::LocalSet::new();
+                            let run = runtime.block_on(local.run_until(live::run(scenario, *version, spec, options)));
+                            Outcome::Ran(Box::new(run))
+                        }
+                    };
+                    done();
+                    outcomes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())[index] = Some(outcome);
+                }
+            });
+        }
+    });
+    outcomes
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or_else(|| Outcome::NotApplicable("not run: no runtime".to_owned())))
+        .collect()
+}
+
+fn print_case(case: &Case, colour: bool) {
+    println!("{} {} [{}]", verdict_label(case.verdict, colour), case.id, case.version);
+    let evidence = &case.evidence;
+    match case.verdict {
+        Verdict::Fail => {
+            println!("       {}", evidence.message);
+            if let Some(expected) = &evidence.expected {
+                println!("       expected: {expected}");
+            }
+            if let Some(actual) = &evidence.actual {
+                for (index, line) in actual.lines().take(10).enumerate() {
+                    let label = if index == 0 { "actual:  " } else { "         " };
+                    println!("       {label} {line}");
+                }
+            }
+            let skip = evidence.trace.len().saturating_sub(30);
+            if !evidence.trace.is_empty() {
+                println!("       trace (last {} lines):", evidence.trace.len() - skip);
+                for line in &evidence.trace[skip..] {
+                    println!("         {:>11} {} {} {}", line.at, line.who, line.direction, line.what);
+                }
+            }
+            println!("       rerun: {}", case.command);
+        }
+        Verdict::NotApplicable => println!("       {}", evidence.message),
+        _ => {
+            for note in evidence.notes.iter().take(3) {
+                println!("       note: {note}");
+            }
+        }
+    }
+}
+
+fn paths_text(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|path| output::shown(path))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn rerun_command(scenario: &Scenario, version: ProtocolVersion, args: &Args) -> String {
+    let mut command = format!(
+        "mqtt-harness run {} --protocol {}",
+        output::shown(&scenario.path),
+        version_name(version)
+    );
+    if let Some(broker) = &args.broker {
+        // Credentials stay out of printed commands.
+        let shown = broker
+            .parse::<BrokerUrl>()
+            .map_or_else(|_| broker.clone(), |url| url.to_string());
+        command.push_str(&format!(" --broker {shown}"));
+    }
+    if args.strict {
+        command.push_str(" --strict");
+    }
+    command
 }

@@ -1,5 +1,5 @@
 //! Integration tests of mqtt-broker (one test binary, STYLE rule 7): the sans-IO core told the
-//! time, the server over real sockets, real third-party clients, the error table, and simulation.
+//! time, the server over real sockets, real third-party clients, the error table. Simulation lives in mqtt-scenarios.
 
 mod core;
 mod errors;
@@ -8,4 +8,3 @@ mod mutations;
 mod real_clients;
 mod running;
 mod server;
-mod simulation;

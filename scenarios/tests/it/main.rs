@@ -4,3 +4,4 @@
 mod against_mosquitto;
 mod fault_proxy;
 mod mosquitto;
+mod sim;
