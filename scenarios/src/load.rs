@@ -254,7 +254,7 @@ struct Checker {
 }
 
 /// Words a client may not be named, since a step's key says which step it is.
-const RESERVED_NAMES: [&str; 4] = ["fault", "wait_ms", "mark", "broker"];
+const RESERVED_NAMES: [&str; 5] = ["fault", "wait_ms", "wait_past_ms", "mark", "broker"];
 
 impl Checker {
     fn error(&mut self, at: Location, message: impl Into<String>) {
@@ -330,6 +330,9 @@ impl Checker {
             let line = step.referenced.line();
             let kind = match &step.value {
                 schema::Step::WaitMs(milliseconds) => Some(StepKind::Wait(Duration::from_millis(*milliseconds))),
+                schema::Step::WaitPastMs(milliseconds) => {
+                    Some(StepKind::WaitPast(Duration::from_millis(*milliseconds)))
+                }
                 schema::Step::Mark(name) => {
                     if !marks.insert(name.clone()) {
                         self.error(step.referenced, format!("mark {name:?} is set twice"));
@@ -456,7 +459,7 @@ impl Checker {
         if !valid_name || RESERVED_NAMES.contains(&name) {
             self.error(
                 at,
-                format!("client name {name:?}: use lower-case letters, digits, - and _, and not fault, wait_ms, mark or broker"),
+                format!("client name {name:?}: use lower-case letters, digits, - and _, and not fault, wait_ms, wait_past_ms, mark or broker"),
             );
             return None;
         }
@@ -849,6 +852,7 @@ impl Checker {
         marks: &BTreeSet<String>,
         depth: usize,
     ) -> Option<Expect> {
+        let errors_before = self.errors.len();
         let mut kinds = Vec::new();
         for (pattern, packet_type) in [
             (&expectation.connack, PacketType::ConnAck),
@@ -926,6 +930,9 @@ impl Checker {
             kinds.push(ExpectKind::AnyOf(resolved));
         }
         if kinds.len() != 1 {
+            if kinds.is_empty() && self.errors.len() > errors_before {
+                return None; // the kind's own error says what is wrong
+            }
             self.error(
                 at,
                 format!(

@@ -105,6 +105,8 @@ pub enum StepKind {
     Client(Box<ClientStep>),
     Fault(Fault),
     Wait(Duration),
+    /// Waits this long plus the world's tolerance.
+    WaitPast(Duration),
     Mark(String),
 }
 

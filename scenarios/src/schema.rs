@@ -332,6 +332,9 @@ pub enum Step {
     Fault(FaultSpec),
     /// Waits this long before the next step.
     WaitMs(u64),
+    /// Waits this long plus the world's tolerance: for a deadline the broker must have met by
+    /// then (a session expired, a will published), checked by the next step.
+    WaitPastMs(u64),
     /// Names the current instant, for windows measured `since` it.
     Mark(String),
 }
@@ -342,17 +345,18 @@ impl<'de> Deserialize<'de> for Step {
         impl<'de> Visitor<'de> for StepVisitor {
             type Value = Step;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a step: a map with one key, a client's name or fault, wait_ms, mark")
+                f.write_str("a step: a map with one key, a client's name or fault, wait_ms, wait_past_ms, mark")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Step, A::Error> {
                 let Some(key) = map.next_key::<String>()? else {
                     return Err(de::Error::custom(
-                        "an empty step: give a client's name, fault, wait_ms or mark",
+                        "an empty step: give a client's name, fault, wait_ms, wait_past_ms or mark",
                     ));
                 };
                 let step = match key.as_str() {
                     "fault" => Step::Fault(map.next_value()?),
                     "wait_ms" => Step::WaitMs(map.next_value()?),
+                    "wait_past_ms" => Step::WaitPastMs(map.next_value()?),
                     "mark" => Step::Mark(map.next_value()?),
                     _ => Step::Client {
                         name: key,

@@ -44,7 +44,7 @@ fn horizon(scenario: &Scenario) -> Duration {
         .steps
         .iter()
         .map(|step| match &step.kind {
-            StepKind::Wait(duration) => *duration,
+            StepKind::Wait(duration) | StepKind::WaitPast(duration) => *duration,
             _ => Duration::ZERO,
         })
         .sum();

@@ -4,15 +4,13 @@
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mqtt_client::options::Scheme;
 use mqtt_client::BrokerUrl;
 use mqtt_protocol::ProtocolVersion;
 use mqtt_reports::{compare, Case, Expectations, Kind, Verdict};
-use mqtt_scenarios::live::{self, LiveOptions, LiveRun, TargetSpec, TOLERANCE_DEFAULT};
+use mqtt_scenarios::live::{self, LiveOptions, LiveOutcome, TargetSpec, TOLERANCE_DEFAULT};
 use mqtt_scenarios::load::load_paths;
 use mqtt_scenarios::results;
 use mqtt_scenarios::scenario::{version_name, Scenario};
@@ -124,7 +122,7 @@ pub fn run(args: Args) -> ExitCode {
     );
     let bar = output::progress(jobs.len(), "runs");
     let started = Instant::now();
-    let outcomes = run_all(&scenarios, &jobs, &spec, &options, args.concurrency as usize, &|| {
+    let outcomes = live::run_many(&scenarios, &jobs, &spec, &options, args.concurrency as usize, &|| {
         bar.inc(1)
     });
     bar.finish_and_clear();
@@ -144,8 +142,8 @@ pub fn run(args: Args) -> ExitCode {
         let scenario = &scenarios[*index];
         let command = rerun_command(scenario, *version, &args);
         let case = match outcome {
-            Outcome::NotApplicable(reason) => results::not_applicable(scenario, *version, reason, command),
-            Outcome::Ran(run) => {
+            LiveOutcome::NotApplicable(reason) => results::not_applicable(scenario, *version, reason, command),
+            LiveOutcome::Ran(run) => {
                 if let Some(dir) = &args.trace_dir {
                     let path = output::trace_path(dir, &scenario.id, version_name(*version), None);
                     if let Err(error) = output::write_file(&path, &run.trace.render(true)) {
@@ -242,65 +240,6 @@ fn target(args: &Args) -> Result<(TargetSpec, Option<String>, Option<String>), S
     let username = args.username.clone().or_else(|| url.username.clone());
     let password = args.password.clone().or_else(|| url.password.clone());
     Ok((TargetSpec::Url(url), username, password))
-}
-
-enum Outcome {
-    NotApplicable(String),
-    Ran(Box<LiveRun>),
-}
-
-/// Runs every job, `concurrency` at a time, each thread with a runtime of its own; outcomes in
-/// the order of `jobs`.
-fn run_all(
-    scenarios: &[Scenario],
-    jobs: &[(usize, ProtocolVersion)],
-    spec: &TargetSpec,
-    options: &LiveOptions,
-    concurrency: usize,
-    done: &(dyn Fn() + Sync),
-) -> Vec<Outcome> {
-    let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..concurrency.clamp(1, jobs.len()) {
-            scope.spawn(|| {
-                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        eprintln!("cannot start a runtime: {error}");
-                        return;
-                    }
-                };
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((scenario_index, version)) = jobs.get(index) else {
-                        return;
-                    };
-                    let scenario = &scenarios[*scenario_index];
-                    let outcome = match scenario
-                        .requires
-                        .iter()
-                        .find_map(|requirement| spec.supports(*requirement).err())
-                    {
-                        Some(reason) => Outcome::NotApplicable(format!("not applicable: {reason}")),
-                        None => {
-                            let local = tokio::task::LocalSet::new();
-                            let run = runtime.block_on(local.run_until(live::run(scenario, *version, spec, options)));
-                            Outcome::Ran(Box::new(run))
-                        }
-                    };
-                    done();
-                    outcomes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())[index] = Some(outcome);
-                }
-            });
-        }
-    });
-    outcomes
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .into_iter()
-        .map(|outcome| outcome.unwrap_or_else(|| Outcome::NotApplicable("not run: no runtime".to_owned())))
-        .collect()
 }
 
 fn print_case(case: &Case, colour: bool) {

@@ -3,3 +3,4 @@
 
 mod broker_cli;
 mod cli;
+mod scenario_cli;

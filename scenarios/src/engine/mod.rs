@@ -355,6 +355,7 @@ impl<'a, W: World> Driver<'a, W> {
         for step in &self.scenario.steps {
             match &step.kind {
                 StepKind::Wait(duration) => sleep(*duration).await,
+                StepKind::WaitPast(duration) => sleep(*duration + self.world.tolerance()).await,
                 StepKind::Mark(name) => {
                     self.marks.insert(name.clone(), clock.now());
                 }

@@ -328,3 +328,68 @@ pub async fn cleanup(wires: &Wires, broker: SocketAddr, names: &Names, version: 
         .await
         .map_err(|_| format!("not done within {} s", (CLEANUP_TIMEOUT * 2).as_secs()))?
 }
+
+/// What became of one job of [`run_many`].
+pub enum LiveOutcome {
+    /// The target cannot do what the scenario requires; why.
+    NotApplicable(String),
+    Ran(Box<LiveRun>),
+}
+
+/// Runs every `(scenario index, version)` job against the target, `concurrency` at a time, each
+/// thread with a runtime of its own, calling `done` as each ends; outcomes in the order of
+/// `jobs`. A scenario requiring what the target cannot do is not applicable, with the reason.
+pub fn run_many(
+    scenarios: &[Scenario],
+    jobs: &[(usize, ProtocolVersion)],
+    spec: &TargetSpec,
+    options: &LiveOptions,
+    concurrency: usize,
+    done: &(dyn Fn() + Sync),
+) -> Vec<LiveOutcome> {
+    let next = AtomicU64::new(0);
+    let outcomes: std::sync::Mutex<Vec<Option<LiveOutcome>>> =
+        std::sync::Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency.clamp(1, jobs.len().max(1)) {
+            scope.spawn(|| {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot start a runtime");
+                        return;
+                    }
+                };
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some((scenario_index, version)) = jobs.get(index) else {
+                        return;
+                    };
+                    let scenario = &scenarios[*scenario_index];
+                    let outcome = match scenario
+                        .requires
+                        .iter()
+                        .find_map(|requirement| spec.supports(*requirement).err())
+                    {
+                        Some(reason) => LiveOutcome::NotApplicable(format!("not applicable: {reason}")),
+                        None => {
+                            let local = tokio::task::LocalSet::new();
+                            let run = runtime.block_on(local.run_until(run(scenario, *version, spec, options)));
+                            LiveOutcome::Ran(Box::new(run))
+                        }
+                    };
+                    done();
+                    outcomes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())[index] = Some(outcome);
+                }
+            });
+        }
+    });
+    outcomes
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| LiveOutcome::NotApplicable("not run: no runtime could start".to_owned()))
+        })
+        .collect()
+}

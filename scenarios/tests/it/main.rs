@@ -3,5 +3,7 @@
 
 mod against_mosquitto;
 mod fault_proxy;
+mod live;
+mod load;
 mod mosquitto;
 mod sim;
