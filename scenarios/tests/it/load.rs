@@ -173,7 +173,7 @@ fn a_folder_loads_every_file_and_reports_every_broken_one() {
         .and_then(|area| area.parent())
         .expect("the test folder")
         .to_owned();
-    let errors = load_paths(&[folder.clone()]).expect_err("one file is broken");
+    let errors = load_paths(std::slice::from_ref(&folder)).expect_err("one file is broken");
     assert_eq!(errors.0.len(), 1, "{errors}");
     assert!(errors.0[0].path.ends_with("area/bad.yaml"));
     std::fs::remove_file(folder.join("area/bad.yaml")).expect("removed");
