@@ -328,3 +328,24 @@ fn a_file_for_another_command_compares_nothing_and_says_so() {
         "the expectations file describes `run` results, but this report comes from `check`"
     );
 }
+
+#[test]
+fn an_intermittent_deviation_matches_a_failure_and_a_pass_alike() {
+    let text = "broker: b\nkind: run\nexpectations:\n  - case: a/flaky\n    version: \"5.0\"\n    verdict: fail\n    statement: MQTT-3.1.2-22\n    evidence: checks its timer every 5 s\n    intermittent: true\n  - case: a/steady\n    version: \"5.0\"\n    verdict: fail\n    statement: MQTT-3.1.2-22\n    evidence: always\n";
+    let expectations = Expectations::from_yaml(text, "intermittent.yaml").expect("loads");
+    for verdict in [Verdict::Fail, Verdict::Pass] {
+        let mut report = Report::new(Kind::Run, "1", "2026-01-01T00:00:00Z", "t");
+        report.push(Case::new("a/flaky", "5.0", verdict));
+        report.push(Case::new("a/steady", "5.0", Verdict::Fail));
+        assert!(
+            compare(&report, &expectations).is_match(),
+            "{verdict:?} matches an intermittent entry"
+        );
+    }
+    let mut report = Report::new(Kind::Run, "1", "2026-01-01T00:00:00Z", "t");
+    report.push(Case::new("a/steady", "5.0", Verdict::Pass));
+    assert!(
+        !compare(&report, &expectations).is_match(),
+        "a steady deviation that passes is a new pass"
+    );
+}
