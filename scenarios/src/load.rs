@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mqtt_client::probe::{ExpectedValue, Pattern, PropertyExpectation};
 use mqtt_client::ReconnectPolicy;
+use mqtt_protocol::property::WireType;
 use mqtt_protocol::SubscriptionOptions;
 use mqtt_protocol::{PacketType, PropertyFields, PropertyId, ProtocolVersion, QoS, ReasonCode, RetainHandling};
 use serde_saphyr::{Location, Spanned};
@@ -925,7 +926,17 @@ impl Checker {
             }
             let resolved: Vec<Expect> = alternatives
                 .iter()
-                .filter_map(|alternative| self.expectation(alternative, at, marks, depth + 1))
+                .filter_map(|alternative| {
+                    // An alternative without timing of its own shares the any_of's.
+                    let mut alternative = alternative.clone();
+                    if alternative.within_ms.is_none() && alternative.window_ms.is_none() {
+                        alternative.within_ms = expectation.within_ms;
+                        alternative.window_ms = expectation.window_ms;
+                        alternative.since = alternative.since.or_else(|| expectation.since.clone());
+                        alternative.early = alternative.early.or(expectation.early);
+                    }
+                    self.expectation(&alternative, at, marks, depth + 1)
+                })
                 .collect();
             kinds.push(ExpectKind::AnyOf(resolved));
         }
@@ -1039,6 +1050,10 @@ impl Checker {
             resolved.properties.push(match value {
                 PropertyValueSpec::Text(text) if text == "present" => PropertyExpectation::present(id),
                 PropertyValueSpec::Text(text) if text == "absent" => PropertyExpectation::absent(id),
+                // Binary data (Correlation Data, Authentication Data) is written as its text.
+                PropertyValueSpec::Text(text) if id.wire_type() == WireType::BinaryData => {
+                    PropertyExpectation::equals(id, ExpectedValue::Binary(Bytes::from(text.clone().into_bytes())))
+                }
                 PropertyValueSpec::Text(text) => PropertyExpectation::equals(id, text.as_str()),
                 PropertyValueSpec::Integer(value) => match u32::try_from(*value) {
                     Ok(value) => PropertyExpectation::equals(id, ExpectedValue::Integer(value)),
@@ -1048,6 +1063,12 @@ impl Checker {
                     }
                 },
             });
+        }
+        for (name, value) in &pattern.user_properties {
+            resolved.properties.push(PropertyExpectation::equals(
+                PropertyId::UserProperty,
+                ExpectedValue::Pair(name.clone(), value.clone()),
+            ));
         }
         Some(resolved)
     }

@@ -43,8 +43,9 @@ pub fn case(scenario: &Scenario, run: &RunRecord<'_>, command: String, with_trac
     case.duration_ms = duration_ms;
     case.seed = seed;
     case.command = command;
+    let behaviour = outcome.behaviour.iter().map(|line| format!("behaviour: {line}"));
     let mut evidence = Evidence {
-        notes: outcome.notes.clone(),
+        notes: outcome.notes.iter().cloned().chain(behaviour).collect(),
         ..Evidence::default()
     };
     if let Some(failure) = &outcome.failure {

@@ -601,6 +601,9 @@ pub struct PacketPattern {
     /// Property name in snake case (`server_keep_alive`) to a value, `present` or `absent`.
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValueSpec>,
+    /// User Properties that must each be there: `[[name, value], ...]`.
+    #[serde(default)]
+    pub user_properties: Vec<(String, String)>,
 }
 
 /// A property's expected value: a number, a text, or the words `present` / `absent`.

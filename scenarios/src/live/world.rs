@@ -185,6 +185,7 @@ pub async fn run(scenario: &Scenario, version: ProtocolVersion, spec: &TargetSpe
                 actual: String::new(),
             }),
             notes: Vec::new(),
+            behaviour: Vec::new(),
         },
         trace: trace.clone(),
         elapsed: start.elapsed(),
@@ -252,6 +253,7 @@ pub async fn run(scenario: &Scenario, version: ProtocolVersion, spec: &TargetSpe
                 actual: String::new(),
             }),
             notes: Vec::new(),
+            behaviour: Vec::new(),
         },
     };
     LiveRun {

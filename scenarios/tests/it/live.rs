@@ -7,6 +7,10 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use mqtt_client::{Client, ConnectOptions, Event};
+use mqtt_protocol::{QoS, SubscriptionOptions};
 use mqtt_reports::{compare, Expectations, Kind, Report};
 use mqtt_scenarios::live::mosquitto::{Mosquitto, MosquittoConfig};
 use mqtt_scenarios::live::{run_many, LiveOptions, LiveOutcome, TargetSpec};
@@ -113,5 +117,24 @@ fn the_library_against_mosquitto_matches_its_expectations_file() {
         mismatches.join("\n"),
         failures(&report)
     );
+
+    // Every run cleared the retained messages it left: a subscriber to every run's topics gets
+    // none (retained messages come with the SUBACK, so a short wait after it suffices).
+    let retained = runtime.block_on(async {
+        let options = ConnectOptions::new("mh-leftovers");
+        let (client, mut events) = Client::connect(&mosquitto.url(), options).await.expect("connects");
+        client
+            .subscribe_one("mh/#", SubscriptionOptions::with_qos(QoS::AtMostOnce))
+            .await
+            .expect("subscribes");
+        let mut left = Vec::new();
+        while let Ok(Some(event)) = events.recv_within(Duration::from_millis(1000)).await {
+            if let Event::Message(publish) = event {
+                left.push(publish.topic);
+            }
+        }
+        left
+    });
+    assert!(retained.is_empty(), "retained messages left behind: {retained:?}");
     drop(mosquitto);
 }
