@@ -50,7 +50,7 @@ pub fn case(scenario: &Scenario, run: &RunRecord<'_>, command: String, with_trac
     };
     if let Some(failure) = &outcome.failure {
         evidence.message = match failure.line {
-            Some(line) => format!("line {line}: {}", failure.message),
+            Some(line) => format!("{}:{line}: {}", scenario.path.display(), failure.message),
             None => failure.message.clone(),
         };
         evidence.expected = (!failure.expected.is_empty()).then(|| failure.expected.clone());
@@ -83,4 +83,29 @@ pub fn not_applicable(scenario: &Scenario, version: ProtocolVersion, reason: Str
     case.command = command;
     case.evidence.message = reason;
     case
+}
+
+/// The case for one job of a live run: not applicable with the reason, or the run's case (with
+/// its trace when it failed, or when `with_trace`).
+pub fn live_case(
+    scenario: &Scenario,
+    version: ProtocolVersion,
+    outcome: &crate::live::LiveOutcome,
+    command: String,
+    with_trace: bool,
+) -> Case {
+    match outcome {
+        crate::live::LiveOutcome::NotApplicable(reason) => not_applicable(scenario, version, reason.clone(), command),
+        crate::live::LiveOutcome::Ran(run) => {
+            let record = RunRecord {
+                version,
+                outcome: &run.outcome,
+                trace: &run.trace,
+                seed: None,
+                duration_ms: run.elapsed.as_millis() as u64,
+            };
+            let failed = run.outcome.verdict == Verdict::Fail;
+            case(scenario, &record, command, with_trace || failed)
+        }
+    }
 }

@@ -4,10 +4,13 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mqtt_reports::{render, rfc3339, Kind, Report, Verdict};
+use mqtt_reports::{render, rfc3339, Case, Kind, Report, Verdict};
+
+use super::EXIT_FAILED;
 
 /// Whether stdout gets colour.
 pub fn colour() -> bool {
@@ -93,5 +96,61 @@ pub fn trace_path(dir: &Path, id: &str, version: &str, seed: Option<u64>) -> Pat
     match seed {
         Some(seed) => base.join(version).join(format!("seed-{seed}.trace")),
         None => base.join(format!("{version}.trace")),
+    }
+}
+
+/// Paths as the user may type them again, space-separated.
+pub fn shown_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|path| shown(path)).collect::<Vec<_>>().join(" ")
+}
+
+/// The evidence of a failed case under its verdict line: why, expected, actual, the end of the
+/// trace, and the command that reruns it (`label`: `replay` or `rerun`).
+pub fn print_evidence(case: &Case, label: &str) {
+    let evidence = &case.evidence;
+    match case.seed {
+        Some(seed) => println!("       seed {seed}: {}", evidence.message),
+        None => println!("       {}", evidence.message),
+    }
+    if let Some(expected) = &evidence.expected {
+        println!("       expected: {expected}");
+    }
+    if let Some(actual) = &evidence.actual {
+        for (index, line) in actual.lines().take(10).enumerate() {
+            let heading = if index == 0 { "actual:  " } else { "         " };
+            println!("       {heading} {line}");
+        }
+    }
+    let skip = evidence.trace.len().saturating_sub(30);
+    if !evidence.trace.is_empty() {
+        println!("       trace (last {} lines):", evidence.trace.len() - skip);
+        for line in &evidence.trace[skip..] {
+            println!("         {:>11} {} {} {}", line.at, line.who, line.direction, line.what);
+        }
+    }
+    println!("       {label}: {}", case.command);
+}
+
+/// Writes the result files and gives the exit code: 1 when `failed`, a file could not be written
+/// or a trace could not be (each said on stderr), 0 otherwise.
+pub fn finish(
+    report: &Report,
+    report_dir: Option<&Path>,
+    json: Option<&Path>,
+    failed: bool,
+    trace_errors: &[String],
+) -> ExitCode {
+    for error in trace_errors.iter().take(3) {
+        eprintln!("{error}");
+    }
+    let mut failed = failed || !trace_errors.is_empty();
+    if let Err(error) = write_results(report, report_dir, json) {
+        eprintln!("{error}");
+        failed = true;
+    }
+    if failed {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
     }
 }

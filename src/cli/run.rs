@@ -16,7 +16,7 @@ use mqtt_scenarios::results;
 use mqtt_scenarios::scenario::{version_name, Scenario};
 
 use super::output::{self, colour, verdict_label};
-use super::{Protocol, EXIT_FAILED, EXIT_USAGE};
+use super::{Protocol, EXIT_USAGE};
 
 /// How long the first TCP connect to the broker may take before it counts as unreachable.
 const REACH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -129,7 +129,9 @@ pub fn run(args: Args) -> ExitCode {
 
     let colour = colour();
     let mut report = output::new_report(Kind::Run, &spec.describe());
-    report.parameters.insert("paths".into(), paths_text(&args.paths).into());
+    report
+        .parameters
+        .insert("paths".into(), output::shown_paths(&args.paths).into());
     report
         .parameters
         .insert("protocol".into(), args.protocol.to_string().into());
@@ -141,31 +143,15 @@ pub fn run(args: Args) -> ExitCode {
     for ((index, version), outcome) in jobs.iter().zip(outcomes) {
         let scenario = &scenarios[*index];
         let command = rerun_command(scenario, *version, &args);
-        let case = match outcome {
-            LiveOutcome::NotApplicable(reason) => results::not_applicable(scenario, *version, reason, command),
-            LiveOutcome::Ran(run) => {
-                if let Some(dir) = &args.trace_dir {
-                    let path = output::trace_path(dir, &scenario.id, version_name(*version), None);
-                    if let Err(error) = output::write_file(&path, &run.trace.render(true)) {
-                        trace_errors.push(error);
-                    }
-                }
-                let failed = run.outcome.verdict == mqtt_scenarios::engine::Verdict::Fail;
-                let record = results::RunRecord {
-                    version: *version,
-                    outcome: &run.outcome,
-                    trace: &run.trace,
-                    seed: None,
-                    duration_ms: run.elapsed.as_millis() as u64,
-                };
-                results::case(scenario, &record, command, failed)
+        if let (Some(dir), LiveOutcome::Ran(run)) = (&args.trace_dir, &outcome) {
+            let path = output::trace_path(dir, &scenario.id, version_name(*version), None);
+            if let Err(error) = output::write_file(&path, &run.trace.render(true)) {
+                trace_errors.push(error);
             }
-        };
+        }
+        let case = results::live_case(scenario, *version, &outcome, command, false);
         print_case(&case, colour);
         report.push(case);
-    }
-    for error in trace_errors.iter().take(3) {
-        eprintln!("{error}");
     }
     println!(
         "{} runs: {} in {:.1} s",
@@ -196,15 +182,13 @@ pub fn run(args: Args) -> ExitCode {
             }
         );
     }
-    if let Err(error) = output::write_results(&report, args.report_dir.as_deref(), args.json.as_deref()) {
-        eprintln!("{error}");
-        failed = true;
-    }
-    if failed || !trace_errors.is_empty() {
-        ExitCode::from(EXIT_FAILED)
-    } else {
-        ExitCode::SUCCESS
-    }
+    output::finish(
+        &report,
+        args.report_dir.as_deref(),
+        args.json.as_deref(),
+        failed,
+        &trace_errors,
+    )
 }
 
 /// The broker under test and the credentials, from `--broker`, `-u` and `-P` (which win over
@@ -247,24 +231,7 @@ fn print_case(case: &Case, colour: bool) {
     let evidence = &case.evidence;
     match case.verdict {
         Verdict::Fail => {
-            println!("       {}", evidence.message);
-            if let Some(expected) = &evidence.expected {
-                println!("       expected: {expected}");
-            }
-            if let Some(actual) = &evidence.actual {
-                for (index, line) in actual.lines().take(10).enumerate() {
-                    let label = if index == 0 { "actual:  " } else { "         " };
-                    println!("       {label} {line}");
-                }
-            }
-            let skip = evidence.trace.len().saturating_sub(30);
-            if !evidence.trace.is_empty() {
-                println!("       trace (last {} lines):", evidence.trace.len() - skip);
-                for line in &evidence.trace[skip..] {
-                    println!("         {:>11} {} {} {}", line.at, line.who, line.direction, line.what);
-                }
-            }
-            println!("       rerun: {}", case.command);
+            output::print_evidence(case, "rerun");
         }
         Verdict::NotApplicable => println!("       {}", evidence.message),
         _ => {
@@ -273,14 +240,6 @@ fn print_case(case: &Case, colour: bool) {
             }
         }
     }
-}
-
-fn paths_text(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|path| output::shown(path))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn rerun_command(scenario: &Scenario, version: ProtocolVersion, args: &Args) -> String {

@@ -14,7 +14,7 @@ use mqtt_scenarios::sim::{self, Job, SimOptions, SimRun};
 use mqtt_scenarios::{results, swarm};
 
 use super::output::{self, colour, verdict_label};
-use super::{Protocol, EXIT_FAILED, EXIT_USAGE};
+use super::{Protocol, EXIT_USAGE};
 
 /// Runs YAML scenarios under simulation. Every run names its seed; a failure prints the
 /// expectation or invariant it broke, the seed, and the command that replays it.
@@ -111,7 +111,7 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     if scenarios.is_empty() {
-        eprintln!("no scenario files under {}", shown_paths(&args.paths));
+        eprintln!("no scenario files under {}", output::shown_paths(&args.paths));
         return ExitCode::from(EXIT_USAGE);
     }
     let seeds = match (args.seed, args.seeds) {
@@ -172,7 +172,7 @@ pub fn run(args: Args) -> ExitCode {
     let mut report = output::new_report(Kind::Sim, "the reference broker (simulated)");
     report
         .parameters
-        .insert("paths".into(), shown_paths(&args.paths).into());
+        .insert("paths".into(), output::shown_paths(&args.paths).into());
     report.parameters.insert("seeds".into(), seeds.to_string().into());
     report.parameters.insert("swarm".into(), args.swarm.into());
     report.parameters.insert("strict".into(), args.strict.into());
@@ -217,8 +217,22 @@ pub fn run(args: Args) -> ExitCode {
             scenario.id,
             version_name(version)
         );
-        if let Some(first) = failed.first() {
-            print_failure(scenario, first, &args);
+        let cases: Vec<mqtt_reports::Case> = group
+            .iter()
+            .map(|run| {
+                let record = results::RunRecord {
+                    version,
+                    outcome: &run.outcome,
+                    trace: &run.trace,
+                    seed: Some(run.seed),
+                    duration_ms: run.simulated.as_millis() as u64,
+                };
+                let failed = run.outcome.verdict == RunVerdict::Fail;
+                results::case(scenario, &record, replay_command(scenario, run, &args), failed)
+            })
+            .collect();
+        if let Some(first) = cases.iter().find(|case| case.verdict == Verdict::Fail) {
+            output::print_evidence(first, "replay");
             if failed.len() > 1 {
                 let seeds: Vec<String> = failed.iter().take(20).map(|run| run.seed.to_string()).collect();
                 println!(
@@ -232,22 +246,10 @@ pub fn run(args: Args) -> ExitCode {
                 println!("       note (seed {}): {note}", run.seed);
             }
         }
-        for run in group {
+        for (run, case) in group.iter().zip(cases) {
             simulated += run.simulated;
-            let failed = run.outcome.verdict == RunVerdict::Fail;
-            let record = results::RunRecord {
-                version,
-                outcome: &run.outcome,
-                trace: &run.trace,
-                seed: Some(run.seed),
-                duration_ms: run.simulated.as_millis() as u64,
-            };
-            report.push(results::case(
-                scenario,
-                &record,
-                replay_command(scenario, run, &args),
-                failed,
-            ));
+            let failed = case.verdict == Verdict::Fail;
+            report.push(case);
             if let Some(dir) = &args.trace_dir {
                 let path = output::trace_path(dir, &scenario.id, version_name(version), Some(run.seed));
                 if let Err(error) = output::write_file(&path, &run.trace.render(true)) {
@@ -265,9 +267,6 @@ pub fn run(args: Args) -> ExitCode {
         }
         index = end;
     }
-    for error in trace_errors.iter().take(3) {
-        eprintln!("{error}");
-    }
     let summary = &report.summary;
     let speed = if wall.as_secs_f64() > 0.0 {
         simulated.as_secs_f64() / wall.as_secs_f64()
@@ -281,24 +280,13 @@ pub fn run(args: Args) -> ExitCode {
         wall.as_secs_f64(),
         simulated.as_secs_f64()
     );
-    let mut failed = summary.failed > 0;
-    if let Err(error) = output::write_results(&report, args.report_dir.as_deref(), args.json.as_deref()) {
-        eprintln!("{error}");
-        failed = true;
-    }
-    if failed || !trace_errors.is_empty() {
-        ExitCode::from(EXIT_FAILED)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-fn shown_paths(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|path| output::shown(path))
-        .collect::<Vec<_>>()
-        .join(" ")
+    output::finish(
+        &report,
+        args.report_dir.as_deref(),
+        args.json.as_deref(),
+        summary.failed > 0,
+        &trace_errors,
+    )
 }
 
 fn replay_command(scenario: &Scenario, run: &SimRun, args: &Args) -> String {
@@ -318,33 +306,6 @@ fn replay_command(scenario: &Scenario, run: &SimRun, args: &Args) -> String {
         command.push_str(&format!(" --tick-ms {tick}"));
     }
     command
-}
-
-fn print_failure(scenario: &Scenario, run: &SimRun, args: &Args) {
-    if let Some(failure) = &run.outcome.failure {
-        let at = failure
-            .line
-            .map_or(String::new(), |line| format!("{}:{line}: ", scenario.path.display()));
-        println!("       seed {}: {at}{}", run.seed, failure.message);
-        if !failure.expected.is_empty() {
-            println!("       expected: {}", failure.expected);
-        }
-        if !failure.actual.is_empty() {
-            for (index, line) in failure.actual.lines().take(10).enumerate() {
-                let label = if index == 0 { "actual:  " } else { "         " };
-                println!("       {label} {line}");
-            }
-        }
-    }
-    let lines = run.trace.lines();
-    let skip = lines.len().saturating_sub(30);
-    if !lines.is_empty() {
-        println!("       trace (last {} lines):", lines.len() - skip);
-        for line in &lines[skip..] {
-            println!("         {line}");
-        }
-    }
-    println!("       replay: {}", replay_command(scenario, run, args));
 }
 
 fn export(scenario: &Scenario, run: &SimRun, dir: &Path) -> Result<PathBuf, String> {

@@ -13,9 +13,9 @@ use mqtt_client::{Client, ConnectOptions, Event};
 use mqtt_protocol::{QoS, SubscriptionOptions};
 use mqtt_reports::{compare, Expectations, Kind, Report};
 use mqtt_scenarios::live::mosquitto::{Mosquitto, MosquittoConfig};
-use mqtt_scenarios::live::{run_many, LiveOptions, LiveOutcome, TargetSpec};
+use mqtt_scenarios::live::{run_many, LiveOptions, TargetSpec};
 use mqtt_scenarios::load::load_paths;
-use mqtt_scenarios::results::{self, RunRecord};
+use mqtt_scenarios::results;
 use mqtt_scenarios::scenario::{version_name, Scenario};
 
 /// Runs at once: each is mostly waiting, windows have a 1 s tolerance.
@@ -42,19 +42,7 @@ fn report(scenarios: &[Scenario], spec: &TargetSpec) -> Report {
     for ((index, version), outcome) in jobs.iter().zip(outcomes) {
         let scenario = &scenarios[*index];
         let command = format!("{} [{}]", scenario.id, version_name(*version));
-        report.push(match outcome {
-            LiveOutcome::NotApplicable(reason) => results::not_applicable(scenario, *version, reason, command),
-            LiveOutcome::Ran(run) => {
-                let record = RunRecord {
-                    version: *version,
-                    outcome: &run.outcome,
-                    trace: &run.trace,
-                    seed: None,
-                    duration_ms: run.elapsed.as_millis() as u64,
-                };
-                results::case(scenario, &record, command, true)
-            }
-        });
+        report.push(results::live_case(scenario, *version, &outcome, command, true));
     }
     report
 }
