@@ -307,8 +307,10 @@ pub struct Report {
     pub summary: Summary,
     /// The cases, in the order they ran.
     pub cases: Vec<Case>,
-    /// Sections a command adds beyond cases (check: coverage, behaviour profile; bench: figures).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Sections a command adds beyond cases (check: `coverage`, `behaviour`, `broker`; bench:
+    /// figures), at the top level of the document beside the fixed keys; keys a reader does not
+    /// know land here too, so they survive a round trip.
+    #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 

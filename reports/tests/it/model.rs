@@ -41,6 +41,17 @@ fn the_json_uses_the_documented_spellings_and_leaves_out_what_is_empty() {
 }
 
 #[test]
+fn a_section_a_command_adds_sits_at_the_top_of_the_document() {
+    let mut report = support::report();
+    report
+        .extra
+        .insert("coverage".to_owned(), json!({"5.0": {"covered": 1, "total": 251}}));
+    let value: serde_json::Value = serde_json::from_str(&report.to_json_pretty()).expect("JSON");
+    assert_eq!(value["coverage"]["5.0"]["covered"], json!(1));
+    assert_eq!(Report::from_json(&report.to_json_pretty()).expect("reads back"), report);
+}
+
+#[test]
 fn a_report_of_another_schema_version_is_refused_with_both_versions_named() {
     let mut value: serde_json::Value = serde_json::from_str(&support::report().to_json_pretty()).expect("JSON");
     value["schema_version"] = json!(2);
@@ -227,7 +238,8 @@ fn report() -> impl Strategy<Value = Report> {
                 for case in cases {
                     report.push(case);
                 }
-                report.extra = extra;
+                // Sections sit beside the fixed keys, so they never take one of their names.
+                report.extra = extra.into_iter().map(|(key, value)| (format!("section_{key}"), value)).collect();
                 report
             },
         )
