@@ -10,5 +10,20 @@ use std::process::ExitCode;
 mod cli;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     cli::main()
 }
+
+/// Rust ignores SIGPIPE, so printing to a closed pipe panics. A command-line tool should end
+/// quietly instead, as `ls | head` does: restore the default action.
+#[cfg(unix)]
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; setting a signal's action
+    // to its default has no other effect on the program.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_sigpipe() {}

@@ -1,16 +1,30 @@
 //! mqtt-conformance: the catalog of conformance cases, each tied to normative statement ids, and
-//! the runner that checks a broker against it.
-//!
-//! Status: only the statement tables have landed. The rest of this map is what the crate will follow.
+//! the runner that checks a broker against it (`mqtt-harness check`).
 //!
 //! # Layout
 //!
 //! | module | what lives there |
 //! |---|---|
 //! | [`statements`] | every numbered statement of MQTT 5.0 (251) and 3.1.1 (140): id, section, level, a summary in our words; tables in `statements/*.tsv` |
-//! | `catalog` | (to come) the cases, in folders that follow the spec's sections |
-//! | `discovery` | (to come) what a broker says it supports in CONNACK and what it refuses |
-//! | `runner` | (to come) parallel, every case bounded in time; pass / fail / skip / not applicable |
-//! | `expected` | (to come) known deviations of third-party brokers, with evidence |
+//! | [`catalog`] | the cases: YAML scenarios embedded from `cases/<section>/` and probe cases, with their ids, statements, levels and needs |
+//! | [`probes`] | the probe cases, in code: one module per spec chapter |
+//! | [`context`] | what a probe case works with: recorded connections, names, capabilities |
+//! | [`discover`] | what the broker offers, per version: its CONNACK, and probing where 3.1.1 says nothing |
+//! | [`runner`] | discovery, then every selected case in every version, concurrent then serial, each bounded |
+//! | [`coverage`] | which statements the catalog covers, and why the others are not (`statements/classification.tsv`) |
+//!
+//! Known deviations of third-party brokers live in `expected/<broker>.yaml` (the expectations
+//! schema of `mqtt-reports`).
 
+pub mod catalog;
+pub mod context;
+pub mod coverage;
+pub mod discover;
+pub mod probes;
+pub mod runner;
 pub mod statements;
+
+/// A name no other run has, for client ids and topics.
+pub fn run_id() -> String {
+    mqtt_scenarios::live::run_id()
+}

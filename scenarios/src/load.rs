@@ -373,7 +373,26 @@ impl Checker {
                 .collect(),
         };
 
+        let mut kills = Vec::new();
+        for kill in &file.kills {
+            let valid = !kill.value.is_empty()
+                && kill
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid {
+                self.error(
+                    kill.referenced,
+                    format!("kills: {:?} is not a planted bug's name (kebab case)", kill.value),
+                );
+            }
+            kills.push(kill.value.clone());
+        }
         Some(Scenario {
+            level: file.level.map(|level| level.value).unwrap_or_default(),
+            needs: file.needs.iter().map(|need| need.value).collect(),
+            phase: file.phase.unwrap_or_default(),
+            kills,
             id: format!("{area}/{stem}"),
             path: path.to_owned(),
             about: file.about.trim().to_owned(),

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use mqtt_client::probe::Pattern;
 use mqtt_protocol::{PacketType, ProtocolVersion, QoS, ReasonCode, SubscriptionOptions};
 
-pub use crate::schema::{BrokerSettings, ClientKind, ConnectSettings, Invariant, Requirement, WillSpec};
+pub use crate::schema::{
+    BrokerSettings, Capability, CaseLevel, ClientKind, ConnectSettings, Invariant, Phase, Requirement, WillSpec,
+};
 
 /// One loaded scenario.
 #[derive(Debug, Clone)]
@@ -31,6 +33,11 @@ pub struct Scenario {
     pub faults: Vec<(Duration, Fault)>,
     pub steps: Vec<Step>,
     pub invariants: Vec<Invariant>,
+    pub level: CaseLevel,
+    pub needs: BTreeSet<Capability>,
+    pub phase: Phase,
+    /// The planted bugs it must catch, by name.
+    pub kills: Vec<String>,
 }
 
 impl Scenario {

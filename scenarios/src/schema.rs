@@ -63,6 +63,87 @@ pub struct ScenarioFile {
     pub steps: Vec<Spanned<Step>>,
     /// Checked over the whole run. Absent: `no_loss`, `no_qos2_duplicates` and `ordered`.
     pub invariants: Option<Vec<Spanned<Invariant>>>,
+    /// How strong the statements it checks are: `must` (the default), `should` or `may`. A
+    /// failure of a SHOULD or MAY scenario is informational unless `--strict`.
+    pub level: Option<Spanned<CaseLevel>>,
+    /// What the broker must offer for the scenario to apply; a broker that declines one (5.0
+    /// CONNACK, or probing in 3.1.1) makes it not applicable, with the reason.
+    #[serde(default)]
+    pub needs: Vec<Spanned<Capability>>,
+    /// `serial` for scenarios that touch the whole broker (takeover races, limits, the retained
+    /// store) and must not run beside others; `concurrent` by default.
+    pub phase: Option<Phase>,
+    /// The planted bugs (of the reference broker's `mutations` feature) this scenario must
+    /// catch: a test runs it against each and expects a failure.
+    #[serde(default)]
+    pub kills: Vec<Spanned<String>>,
+}
+
+/// The strength of what a scenario checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseLevel {
+    #[default]
+    Must,
+    Should,
+    May,
+}
+
+impl CaseLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            CaseLevel::Must => "MUST",
+            CaseLevel::Should => "SHOULD",
+            CaseLevel::May => "MAY",
+        }
+    }
+}
+
+/// An optional broker feature a scenario may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    Qos1,
+    Qos2,
+    Retain,
+    WildcardSubscriptions,
+    SubscriptionIdentifiers,
+    SharedSubscriptions,
+    /// Topic aliases from the client (the broker's Topic Alias Maximum above 0).
+    TopicAliases,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 7] = [
+        Capability::Qos1,
+        Capability::Qos2,
+        Capability::Retain,
+        Capability::WildcardSubscriptions,
+        Capability::SubscriptionIdentifiers,
+        Capability::SharedSubscriptions,
+        Capability::TopicAliases,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Capability::Qos1 => "qos1",
+            Capability::Qos2 => "qos2",
+            Capability::Retain => "retain",
+            Capability::WildcardSubscriptions => "wildcard_subscriptions",
+            Capability::SubscriptionIdentifiers => "subscription_identifiers",
+            Capability::SharedSubscriptions => "shared_subscriptions",
+            Capability::TopicAliases => "topic_aliases",
+        }
+    }
+}
+
+/// When a scenario may run beside others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Concurrent,
+    Serial,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]

@@ -378,6 +378,7 @@ pub fn run(scenario: &Scenario, version: ProtocolVersion, options: &SimOptions) 
         strict: options.strict,
         extra_faults: swarm_faults.clone(),
         swarm: options.swarm,
+        timeout_scale: 1.0,
     };
     let (scenario_owned, slot) = (scenario.clone(), outcome_slot.clone());
     sim.client(DRIVER_HOST, async move {

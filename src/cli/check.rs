@@ -1,15 +1,361 @@
-//! `mqtt-harness check`: the conformance suite against a broker.
+//! `mqtt-harness check`: the conformance suite against a broker, or against the reference broker
+//! started in-process when no URL is given.
 
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
+use mqtt_broker::Config;
+use mqtt_client::options::Scheme;
+use mqtt_client::BrokerUrl;
+use mqtt_conformance::catalog::{self, catalog, section_of};
+use mqtt_conformance::coverage::{coverage, VersionCoverage};
+use mqtt_conformance::runner::{self, CheckOptions};
+use mqtt_protocol::ProtocolVersion;
+use mqtt_reports::{compare, Expectations, Kind, Verdict};
+use mqtt_scenarios::live::{ReferenceBroker, TOLERANCE_DEFAULT};
+use mqtt_scenarios::scenario::version_name;
+use serde_json::json;
+
+use super::output::{self, colour, verdict_label};
+use super::{Protocol, EXIT_USAGE};
+
+/// How long the first TCP connect to the broker may take before it counts as unreachable.
+const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Checks a broker against the conformance catalog: every case tied to the normative statements
+/// it checks, in MQTT 5.0 and 3.1.1. Exit 0 when every applicable MUST case passes (and SHOULD
+/// cases under --strict; with --expect, when every verdict matches the file), 1 otherwise, 2 when
+/// the broker cannot be reached or the arguments are wrong.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Broker to check, e.g. mqtt://127.0.0.1:1883. Without it, the embedded reference broker is
-    /// started in-process and checked.
+    /// The broker, e.g. mqtt://127.0.0.1:1883 (credentials as mqtt://user:pass@host:port).
+    /// Without it, the reference broker is started in-process on a loopback port and checked.
     #[arg(value_name = "URL")]
     pub broker: Option<String>,
+    /// The protocol versions to check.
+    #[arg(long, value_name = "5.0|3.1.1|all", default_value = "all")]
+    pub protocol: Protocol,
+    /// Run only the cases this selects (repeatable): a statement id or its prefix (MQTT-3.1 is
+    /// MQTT-3.1.x, not MQTT-3.10.x), one version's (5.0:MQTT-3.1.2-24), a section (3.3), a case.
+    #[arg(long, value_name = "ID")]
+    pub only: Vec<String>,
+    /// Leave out the cases this selects (repeatable), as --only selects them.
+    #[arg(long, value_name = "ID")]
+    pub skip: Vec<String>,
+    /// List the catalog (id, version, level, statements, needs) and send nothing.
+    #[arg(long)]
+    pub list: bool,
+    /// Print which statements the catalog covers, and why the others are not, and send nothing.
+    #[arg(long)]
+    pub coverage: bool,
+    /// SHOULD-level cases count: their failures fail the check.
+    #[arg(long)]
+    pub strict: bool,
+    /// The broker's known deviations: exit 0 when every verdict matches the file, 1 on any
+    /// mismatch (a new failure, or a new pass).
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+    /// The user name every case presents.
+    #[arg(long, short = 'u', value_name = "USER")]
+    pub username: Option<String>,
+    /// The password every case presents.
+    #[arg(long = "pw", short = 'P', value_name = "PASSWORD")]
+    pub password: Option<String>,
+    /// Cases at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub concurrency: u64,
+    /// Multiplies how long cases wait for answers (not the spec's timing windows), for slow brokers.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub timeout_scale: f64,
+    /// Runs each case N times and reports the flaky ones (never a silent retry).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
+    /// The tolerance added to a timing window's upper bound: 1000 ms by default, which this may
+    /// lower but never raise.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub tolerance_ms: Option<u64>,
+    /// Write report.json, junit.xml, report.html and report.md to DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Write the JSON result to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Read the YAML cases from DIR instead of the built-in catalog (for writing cases).
+    #[arg(long, value_name = "DIR")]
+    pub cases: Option<PathBuf>,
 }
 
-pub fn run(_args: Args) -> ExitCode {
-    super::not_implemented("check")
+pub fn run(args: Args) -> ExitCode {
+    if !(args.timeout_scale.is_finite() && (0.1..=100.0).contains(&args.timeout_scale)) {
+        eprintln!("--timeout-scale: {} is not between 0.1 and 100", args.timeout_scale);
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let loaded = match &args.cases {
+        Some(dir) => catalog::catalog_from(dir),
+        None => catalog(),
+    };
+    let catalog = match loaded {
+        Ok(catalog) => catalog,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let versions = args.protocol.filter(&[ProtocolVersion::V5, ProtocolVersion::V3_1_1]);
+    let options = CheckOptions {
+        versions: versions.clone(),
+        only: args.only.clone(),
+        skip: args.skip.clone(),
+        strict: args.strict,
+        concurrency: args.concurrency as usize,
+        timeout_scale: args.timeout_scale,
+        repeat: args.repeat,
+        tolerance: args.tolerance_ms.map_or(TOLERANCE_DEFAULT, Duration::from_millis),
+        username: args.username.clone(),
+        password: args.password.clone(),
+    };
+    let jobs = runner::selected(&catalog, &options);
+    if args.list {
+        for (index, version) in &jobs {
+            println!("{}", catalog::describe(&catalog[*index], *version));
+        }
+        println!("{} cases in {} versions", jobs.len(), versions.len());
+        return ExitCode::SUCCESS;
+    }
+    let coverages: Vec<(ProtocolVersion, VersionCoverage)> = versions
+        .iter()
+        .map(|version| (*version, coverage(&catalog, *version)))
+        .collect();
+    if args.coverage {
+        print_coverage(&coverages);
+        return ExitCode::SUCCESS;
+    }
+    if jobs.is_empty() {
+        eprintln!("no case selected (see --list)");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let expectations = match &args.expect {
+        Some(path) => match Expectations::load(path) {
+            Ok(expectations) => Some(expectations),
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        None => None,
+    };
+    // The embedded broker, or the address of the one at the URL (reachable, or exit 2).
+    let mut embedded = None;
+    let (address, url, target, options) = match &args.broker {
+        None => match ReferenceBroker::start(Config::default()) {
+            Ok(broker) => {
+                let address = broker.address();
+                embedded = Some(broker);
+                (
+                    address,
+                    String::new(),
+                    "the reference broker (embedded)".to_owned(),
+                    options,
+                )
+            }
+            Err(error) => {
+                eprintln!("the embedded broker did not start: {error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        Some(text) => match reach(text) {
+            Ok((address, url)) => {
+                let mut options = options;
+                options.username = options.username.or_else(|| url.username.clone());
+                options.password = options.password.or_else(|| url.password.clone());
+                (address, url.to_string(), url.to_string(), options)
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+    };
+    eprintln!(
+        "check: {} cases against {target}, {} at a time",
+        jobs.len() * options.repeat as usize,
+        options.concurrency
+    );
+    let bar = output::progress(jobs.len() * options.repeat as usize, "cases");
+    let started = Instant::now();
+    let result = runner::check(address, &url, &catalog, &options, &|| bar.inc(1));
+    bar.finish_and_clear();
+    drop(embedded);
+    let run = match result {
+        Ok(run) => run,
+        Err(error) => {
+            eprintln!("cannot check {target}: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+
+    let colour = colour();
+    let mut report = output::new_report(Kind::Check, &target);
+    report
+        .parameters
+        .insert("protocol".into(), args.protocol.to_string().into());
+    report.parameters.insert("strict".into(), args.strict.into());
+    report.parameters.insert("only".into(), json!(args.only));
+    report.parameters.insert("skip".into(), json!(args.skip));
+    report.parameters.insert("repeat".into(), args.repeat.into());
+    report
+        .parameters
+        .insert("timeout_scale".into(), args.timeout_scale.into());
+    let mut coverage_json = serde_json::Map::new();
+    for (version, found) in &coverages {
+        coverage_json.insert(version_name(*version).to_owned(), found.to_json());
+    }
+    report.extra.insert("coverage".into(), coverage_json.into());
+    report.extra.insert("behaviour".into(), json!(run.behaviour));
+    let brokers: BTreeMap<&str, serde_json::Value> = run
+        .capabilities
+        .iter()
+        .map(|found| (version_name(found.version), found.to_json()))
+        .collect();
+    report
+        .extra
+        .insert("broker".into(), json!({"target": target, "versions": brokers}));
+
+    // Terminal: grouped by section, a line per case.
+    let mut by_section: BTreeMap<String, Vec<&mqtt_reports::Case>> = BTreeMap::new();
+    for case in &run.cases {
+        let section = case
+            .statements
+            .first()
+            .and_then(|id| section_of(id))
+            .unwrap_or("0")
+            .to_owned();
+        by_section.entry(section).or_default().push(case);
+    }
+    let mut sections: Vec<(String, Vec<&mqtt_reports::Case>)> = by_section.into_iter().collect();
+    sections.sort_by(|a, b| section_key(&a.0).cmp(&section_key(&b.0)));
+    for (section, cases) in &sections {
+        println!("§{section}");
+        for case in cases {
+            println!(
+                "  {} {} [{}]",
+                verdict_label(case.verdict, colour),
+                case.id,
+                case.version
+            );
+            match case.verdict {
+                Verdict::Fail => output::print_evidence(case, "rerun"),
+                Verdict::NotApplicable => println!("       {}", case.evidence.message),
+                _ => {
+                    for note in case.evidence.notes.iter().take(2) {
+                        println!("       note: {note}");
+                    }
+                }
+            }
+        }
+    }
+    for case in run.cases {
+        report.push(case);
+    }
+    let covered: Vec<String> = coverages
+        .iter()
+        .map(|(version, found)| format!("{} {}/{}", version_name(*version), found.tested.len(), found.total))
+        .collect();
+    println!(
+        "{} cases: {} in {:.1} s; statements covered: {}",
+        report.cases.len(),
+        mqtt_reports::render::terminal_summary_line(&report.summary),
+        started.elapsed().as_secs_f64(),
+        covered.join(", ")
+    );
+    let failed = match &expectations {
+        Some(expectations) => {
+            let comparison = compare(&report, expectations);
+            if let Some(wrong) = &comparison.wrong_kind {
+                println!("{}: {wrong}", expectations.path.display());
+            }
+            for mismatch in &comparison.mismatches {
+                println!("MISMATCH {mismatch}");
+            }
+            println!(
+                "expectations {}: {}",
+                expectations.path.display(),
+                if comparison.is_match() {
+                    "every verdict matches".to_owned()
+                } else {
+                    format!("{} mismatches", comparison.mismatches.len())
+                }
+            );
+            !comparison.is_match()
+        }
+        None => report.summary.failed > 0,
+    };
+    output::finish(&report, args.report_dir.as_deref(), args.json.as_deref(), failed, &[])
+}
+
+/// `3.10.1` after `3.9.2`: sections compare number by number.
+fn section_key(section: &str) -> Vec<u32> {
+    section
+        .split('.')
+        .map(|part| part.parse().unwrap_or(u32::MAX))
+        .collect()
+}
+
+/// The URL, parsed and answering a TCP connect; or one line saying why not.
+fn reach(text: &str) -> Result<(SocketAddr, BrokerUrl), String> {
+    let url: BrokerUrl = text.parse().map_err(|error| format!("{text}: {error}"))?;
+    if url.scheme != Scheme::Mqtt {
+        return Err(format!(
+            "{}:// is not supported yet (TLS and WebSocket come with the transports work): use mqtt://",
+            url.scheme.name()
+        ));
+    }
+    let address = url
+        .authority()
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve {}: {error}", url.host))?
+        .next()
+        .ok_or_else(|| format!("{} has no address", url.host))?;
+    match std::net::TcpStream::connect_timeout(&address, REACH_TIMEOUT) {
+        Ok(_) => Ok((address, url)),
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(format!("connection refused to {address}"))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+            Err(format!("no answer from {address} within {} s", REACH_TIMEOUT.as_secs()))
+        }
+        Err(error) => Err(format!("cannot connect to {address}: {error}")),
+    }
+}
+
+fn print_coverage(coverages: &[(ProtocolVersion, VersionCoverage)]) {
+    for (version, found) in coverages {
+        println!(
+            "{}: {} of {} statements tested, {} not testable against a broker, {} untested, {} unclassified",
+            version_name(*version),
+            found.tested.len(),
+            found.total,
+            found.not_testable.len(),
+            found.untested.len(),
+            found.unclassified.len()
+        );
+        for (id, cases) in &found.tested {
+            println!("  tested        {id:<16} {}", cases.join(", "));
+        }
+        for (id, reason) in &found.not_testable {
+            println!("  not testable  {id:<16} {reason}");
+        }
+        for (id, reason) in &found.untested {
+            println!("  untested      {id:<16} {reason}");
+        }
+        for id in &found.unclassified {
+            println!("  unclassified  {id}");
+        }
+        for problem in &found.inconsistent {
+            println!("  inconsistent  {problem}");
+        }
+    }
 }

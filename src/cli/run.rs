@@ -99,6 +99,7 @@ pub fn run(args: Args) -> ExitCode {
         tolerance: args.tolerance_ms.map_or(TOLERANCE_DEFAULT, Duration::from_millis),
         username,
         password,
+        timeout_scale: 1.0,
     };
     let jobs: Vec<(usize, ProtocolVersion)> = scenarios
         .iter()

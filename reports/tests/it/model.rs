@@ -239,7 +239,10 @@ fn report() -> impl Strategy<Value = Report> {
                     report.push(case);
                 }
                 // Sections sit beside the fixed keys, so they never take one of their names.
-                report.extra = extra.into_iter().map(|(key, value)| (format!("section_{key}"), value)).collect();
+                report.extra = extra
+                    .into_iter()
+                    .map(|(key, value)| (format!("section_{key}"), value))
+                    .collect();
                 report
             },
         )

@@ -22,6 +22,8 @@ use crate::wire::{instant, ClosedBy, Way, WireState};
 
 /// What the judging of one step needs besides the wire.
 pub struct Context<'a> {
+    /// Multiplies `within` (not windows); 1 when 0.
+    pub timeout_scale: f64,
     /// The step's start.
     pub start: Duration,
     /// Packets before this index of the wire are not looked at (a step's action and its
@@ -85,7 +87,7 @@ fn bounds(timing: &Timing, cx: &Context<'_>) -> Result<Bounds, Failure> {
         return Ok(Bounds {
             early_before: None,
             low: None,
-            deadline: cx.start + timing.within,
+            deadline: cx.start + scaled(timing.within, cx.timeout_scale),
         });
     };
     let reference = match &timing.since {
@@ -105,6 +107,14 @@ fn bounds(timing: &Timing, cx: &Context<'_>) -> Result<Bounds, Failure> {
         low: Some(reference + min),
         deadline: reference + max + cx.tolerance,
     })
+}
+
+fn scaled(duration: Duration, scale: f64) -> Duration {
+    if scale > 0.0 && scale.is_finite() {
+        duration.mul_f64(scale)
+    } else {
+        duration
+    }
 }
 
 fn window_text(timing: &Timing, cx: &Context<'_>) -> String {

@@ -122,6 +122,9 @@ pub struct RunOptions {
     /// With extra faults, step expectations become informational: the verdict is the
     /// invariants', which must hold whatever the network did.
     pub swarm: bool,
+    /// Multiplies how long expectations wait (`within_ms`, not windows, which are the spec's
+    /// bounds), for slow brokers; 1 when 0.
+    pub timeout_scale: f64,
 }
 
 /// The verdict of one run.
@@ -217,6 +220,17 @@ pub async fn run_with_wires<W: World>(
     }
     if failure.is_none() {
         failure = driver.invariants(&scheduled).await;
+    }
+    if failure.is_none() {
+        failure = driver.malformed();
+    }
+    if scenario.level != crate::scenario::CaseLevel::Must && !options.strict {
+        // What a SHOULD or a MAY asks for is reported, not required.
+        if let Some(failure) = failure.take() {
+            driver
+                .notes
+                .push(format!("{} not met: {}", scenario.level.name(), failure.message));
+        }
     }
     scheduled.abort();
     driver.finish().await;
@@ -464,6 +478,7 @@ impl<'a, W: World> Driver<'a, W> {
             let status = {
                 let state = wire.state();
                 let context = Context {
+                    timeout_scale: self.options.timeout_scale,
                     start,
                     from_index,
                     connection,
@@ -884,6 +899,30 @@ impl<'a, W: World> Driver<'a, W> {
             expected,
             actual: lines.join("\n"),
         })
+    }
+
+    /// Whatever else happened, every packet the broker sent must have decoded strictly: the
+    /// first one that did not is a failure, naming the rule it breaks.
+    fn malformed(&self) -> Option<Failure> {
+        for (name, client) in &self.clients {
+            let state = client.wire.state();
+            if let Some(record) = state
+                .records
+                .iter()
+                .find(|record| record.way == crate::wire::Way::Received && record.packet.is_none())
+            {
+                return Some(Failure {
+                    line: None,
+                    message: format!(
+                        "{name}: the broker sent a packet that does not decode: {}",
+                        record.summary
+                    ),
+                    expected: "every packet the broker sends is well-formed".to_owned(),
+                    actual: format!("{} {}", instant(record.at), record.summary),
+                });
+            }
+        }
+        None
     }
 
     /// Ends every actor (bounded): our clients disconnect, probes close.

@@ -18,4 +18,4 @@ pub mod target;
 pub mod world;
 
 pub use target::{ReferenceBroker, Target, TargetSpec};
-pub use world::{run, run_many, LiveOptions, LiveOutcome, LiveRun, TOLERANCE_DEFAULT};
+pub use world::{run, run_id, run_many, LiveOptions, LiveOutcome, LiveRun, TOLERANCE_DEFAULT};

@@ -49,6 +49,8 @@ pub struct LiveOptions {
     pub tolerance: Duration,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Multiplies how long expectations wait (not windows).
+    pub timeout_scale: f64,
 }
 
 impl Default for LiveOptions {
@@ -58,6 +60,7 @@ impl Default for LiveOptions {
             tolerance: TOLERANCE_DEFAULT,
             username: None,
             password: None,
+            timeout_scale: 1.0,
         }
     }
 }
@@ -70,8 +73,9 @@ pub struct LiveRun {
     pub elapsed: Duration,
 }
 
-/// A name no other run has: a counter of this process and the clock's nanoseconds, hashed.
-fn run_id() -> String {
+/// A name no other run has (8 hex digits): a counter of this process and the clock's
+/// nanoseconds, hashed.
+pub fn run_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
@@ -227,6 +231,7 @@ pub async fn run(scenario: &Scenario, version: ProtocolVersion, spec: &TargetSpe
     });
     let run_options = RunOptions {
         strict: options.strict,
+        timeout_scale: options.timeout_scale,
         ..RunOptions::default()
     };
     let bound = scenario.duration + DURATION_MARGIN;
