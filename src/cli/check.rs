@@ -236,7 +236,7 @@ pub fn run(args: Args) -> ExitCode {
         by_section.entry(section).or_default().push(case);
     }
     let mut sections: Vec<(String, Vec<&mqtt_reports::Case>)> = by_section.into_iter().collect();
-    sections.sort_by(|a, b| section_key(&a.0).cmp(&section_key(&b.0)));
+    sections.sort_by_key(|(section, _)| section_key(section));
     for (section, cases) in &sections {
         println!("§{section}");
         for case in cases {
