@@ -10,6 +10,7 @@
 //! | [`probes`] | the probe cases, in code: one module per spec chapter |
 //! | [`context`] | what a probe case works with: recorded connections, names, capabilities |
 //! | [`discover`] | what the broker offers, per version: its CONNACK, and probing where 3.1.1 says nothing |
+//! | [`limits`] | `check --discover`: the broker's limits, found by bounded searches |
 //! | [`runner`] | discovery, then every selected case in every version, concurrent then serial, each bounded |
 //! | [`coverage`] | which statements the catalog covers, and why the others are not (`statements/classification.tsv`) |
 //!
@@ -20,6 +21,7 @@ pub mod catalog;
 pub mod context;
 pub mod coverage;
 pub mod discover;
+pub mod limits;
 pub mod probes;
 pub mod runner;
 pub mod statements;

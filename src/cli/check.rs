@@ -51,6 +51,10 @@ pub struct Args {
     /// Print which statements the catalog covers, and why the others are not, and send nothing.
     #[arg(long)]
     pub coverage: bool,
+    /// Find the broker's limits (accepted packet size, client id length, topic levels, in-flight
+    /// window, keep-alive cap, offline queue) and print them as JSON, instead of checking.
+    #[arg(long)]
+    pub discover: bool,
     /// SHOULD-level cases count: their failures fail the check.
     #[arg(long)]
     pub strict: bool,
@@ -179,6 +183,20 @@ pub fn run(args: Args) -> ExitCode {
             }
         },
     };
+    if args.discover {
+        let limits = discover_limits(address, &versions, &options);
+        drop(embedded);
+        return match limits {
+            Ok(limits) => {
+                println!("{limits:#}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        };
+    }
     eprintln!(
         "check: {} cases against {target}, {} at a time",
         jobs.len() * options.repeat as usize,
@@ -294,6 +312,40 @@ pub fn run(args: Args) -> ExitCode {
         None => report.summary.failed > 0,
     };
     output::finish(&report, args.report_dir.as_deref(), args.json.as_deref(), failed, &[])
+}
+
+/// The limits of the broker at `address` in each version, as one JSON object by version.
+fn discover_limits(
+    address: SocketAddr,
+    versions: &[ProtocolVersion],
+    options: &CheckOptions,
+) -> Result<serde_json::Value, String> {
+    /// The whole search, for every version, ends within this.
+    const BOUND: Duration = Duration::from_secs(600);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start a runtime: {error}"))?;
+    let id = mqtt_conformance::run_id();
+    let names = mqtt_scenarios::engine::Names {
+        topic_prefix: format!("mh/{id}/"),
+        client_id_prefix: format!("mh{id}-"),
+        username: options.username.clone(),
+        password: options.password.clone(),
+    };
+    runtime.block_on(async {
+        tokio::time::timeout(BOUND, async {
+            let mut found = serde_json::Map::new();
+            for version in versions {
+                eprintln!("discovering the limits in {} ...", version_name(*version));
+                let limits = mqtt_conformance::limits::discover_limits(address, *version, &names).await;
+                found.insert(version_name(*version).to_owned(), limits);
+            }
+            serde_json::Value::Object(found)
+        })
+        .await
+        .map_err(|_| format!("the search did not end within {} s", BOUND.as_secs()))
+    })
 }
 
 /// `3.10.1` after `3.9.2`: sections compare number by number.
