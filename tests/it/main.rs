@@ -2,5 +2,6 @@
 //! STYLE rule 7).
 
 mod broker_cli;
+mod check_cli;
 mod cli;
 mod scenario_cli;

@@ -1,0 +1,179 @@
+//! The catalog against real brokers over loopback. Goal: the reference broker passes every
+//! applicable MUST case; mosquitto's verdicts match conformance/expected/mosquitto-2.0.yaml;
+//! every planted bug of the reference broker is caught by the cases tagged for it; and a broker
+//! that declines the optional features makes the cases that need them not applicable, while the
+//! cases about declining pass. Method: `runner::check` against an in-process reference broker
+//! (configured, or with a planted bug) and a launched mosquitto. These tests measure real time:
+//! they run in the serial timing group (.config/nextest.toml).
+
+use std::path::PathBuf;
+
+use mqtt_broker::{Config, Mutation, Mutations};
+use mqtt_conformance::catalog::{catalog, Case};
+use mqtt_conformance::runner::{check, CheckOptions, CheckRun};
+use mqtt_protocol::QoS;
+use mqtt_reports::{compare, Expectations, Kind, Report, Verdict};
+use mqtt_scenarios::live::mosquitto::{Mosquitto, MosquittoConfig};
+use mqtt_scenarios::live::ReferenceBroker;
+
+fn cases() -> Vec<Case> {
+    catalog().unwrap_or_else(|errors| panic!("the catalog loads:\n{errors}"))
+}
+
+fn check_reference(config: Config, options: &CheckOptions, catalog: &[Case]) -> CheckRun {
+    let broker = ReferenceBroker::start(config).expect("the reference broker starts");
+    check(broker.address(), "", catalog, options, &|| {}).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn describe_failures(run: &CheckRun) -> String {
+    run.cases
+        .iter()
+        .filter(|case| case.verdict == Verdict::Fail)
+        .map(|case| {
+            let trace: Vec<String> = case
+                .evidence
+                .trace
+                .iter()
+                .rev()
+                .take(25)
+                .rev()
+                .map(|line| format!("    {:>11} {} {} {}", line.at, line.who, line.direction, line.what))
+                .collect();
+            format!(
+                "{} [{}]: {}\n  expected: {}\n  actual: {}\n{}",
+                case.id,
+                case.version,
+                case.evidence.message,
+                case.evidence.expected.clone().unwrap_or_default(),
+                case.evidence.actual.clone().unwrap_or_default(),
+                trace.join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+#[test]
+fn the_reference_broker_passes_every_applicable_must_case() {
+    let catalog = cases();
+    let run = check_reference(Config::default(), &CheckOptions::default(), &catalog);
+    assert!(!run.cases.is_empty());
+    let failed = run.cases.iter().filter(|case| case.verdict == Verdict::Fail).count();
+    assert_eq!(failed, 0, "{}", describe_failures(&run));
+}
+
+#[test]
+fn mosquitto_matches_its_expectations_file() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mosquitto = runtime
+        .block_on(Mosquitto::start(MosquittoConfig::default()))
+        .expect("mosquitto starts (scripts/test installs it)");
+    let catalog = cases();
+    let run = check(
+        mosquitto.address(),
+        &mosquitto.url(),
+        &catalog,
+        &CheckOptions::default(),
+        &|| {},
+    )
+    .unwrap_or_else(|error| panic!("{error}"));
+    let mut report = Report::new(Kind::Check, "test", "2026-01-01T00:00:00Z", mosquitto.url());
+    for case in run.cases.clone() {
+        report.push(case);
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("expected/mosquitto-2.0.yaml");
+    let expectations = Expectations::load(&path).unwrap_or_else(|error| panic!("{error}"));
+    let comparison = compare(&report, &expectations);
+    let mismatches: Vec<String> = comparison.mismatches.iter().map(ToString::to_string).collect();
+    assert!(
+        comparison.is_match(),
+        "mosquitto's verdicts differ from {}:\n{}\n\nfailures:\n{}",
+        path.display(),
+        mismatches.join("\n"),
+        describe_failures(&run)
+    );
+    drop(mosquitto);
+}
+
+#[test]
+fn every_planted_bug_is_caught_by_the_cases_tagged_for_it() {
+    let catalog = cases();
+    let mut problems = Vec::new();
+    for mutation in Mutation::ALL {
+        let tagged: Vec<&Case> = catalog
+            .iter()
+            .filter(|case| case.kills.iter().any(|kill| kill == mutation.name()))
+            .collect();
+        if tagged.is_empty() {
+            problems.push(format!("no case is tagged to catch {}", mutation.name()));
+            continue;
+        }
+        let options = CheckOptions {
+            only: tagged.iter().map(|case| case.name.clone()).collect(),
+            ..CheckOptions::default()
+        };
+        let config = Config {
+            mutations: Mutations::from(*mutation),
+            ..Config::default()
+        };
+        let run = check_reference(config, &options, &catalog);
+        for case in &run.cases {
+            if case.verdict != Verdict::Fail && case.verdict != Verdict::NotApplicable {
+                problems.push(format!(
+                    "{} [{}] is tagged to catch {} but got {:?}",
+                    case.id,
+                    case.version,
+                    mutation.name(),
+                    case.verdict
+                ));
+            }
+        }
+        if !run.cases.iter().any(|case| case.verdict == Verdict::Fail) {
+            problems.push(format!("nothing caught {}", mutation.name()));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_broker_declining_optional_features_makes_their_cases_not_applicable() {
+    let catalog = cases();
+    let config = Config {
+        maximum_qos: QoS::AtLeastOnce,
+        retain_available: false,
+        wildcard_subscription_available: false,
+        subscription_identifier_available: false,
+        shared_subscription_available: false,
+        topic_alias_maximum: 0,
+        ..Config::default()
+    };
+    let options = CheckOptions {
+        versions: vec![mqtt_protocol::ProtocolVersion::V5],
+        ..CheckOptions::default()
+    };
+    let run = check_reference(config, &options, &catalog);
+    let failed = run.cases.iter().filter(|case| case.verdict == Verdict::Fail).count();
+    assert_eq!(failed, 0, "{}", describe_failures(&run));
+    let not_applicable: Vec<&String> = run
+        .cases
+        .iter()
+        .filter(|case| case.verdict == Verdict::NotApplicable)
+        .map(|case| &case.evidence.message)
+        .collect();
+    for declined in [
+        "Maximum QoS is 1",
+        "Retain Available 0",
+        "Wildcard Subscription Available 0",
+        "Subscription Identifier Available 0",
+        "Shared Subscription Available 0",
+        "Topic Alias Maximum is 0",
+    ] {
+        assert!(
+            not_applicable.iter().any(|reason| reason.contains(declined)),
+            "no case was not applicable because {declined}: {not_applicable:#?}"
+        );
+    }
+}
