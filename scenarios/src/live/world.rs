@@ -73,16 +73,22 @@ pub struct LiveRun {
     pub elapsed: Duration,
 }
 
-/// A name no other run has (8 hex digits): a counter of this process and the clock's
-/// nanoseconds, hashed.
+/// A name no other run has (8 hex digits). The process draws a random base once (the clock and
+/// its id); each run's name is the base mixed with the run's count by a bijection, so no two runs
+/// of one process ever share a name (mixing the clock into every call did not promise that: two
+/// calls a few nanoseconds apart could land on one name).
 pub fn run_id() -> String {
+    static BASE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos() as u64);
-    let mut random = crate::swarm::SplitMix64::new(nanos ^ (u64::from(std::process::id()) << 32) ^ count);
-    format!("{:08x}", random.next_u64() as u32)
+    let base = *BASE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
+        (crate::swarm::SplitMix64::new(nanos ^ (u64::from(std::process::id()) << 32)).next_u64() >> 32) as u32
+    });
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed) as u32;
+    // Multiplying by an odd number is a bijection of u32, and so is XOR with the base.
+    format!("{:08x}", base ^ count.wrapping_mul(0x9E37_79B1))
 }
 
 struct LiveWorld {
