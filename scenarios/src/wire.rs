@@ -517,6 +517,12 @@ impl RecordingStream {
                 // The client chose its version: decode both ways in it from now on.
                 self.sent.context = DecodeContext::server().with_version(connect.protocol);
                 self.received.context = DecodeContext::client(connect.protocol);
+            } else if way == Way::Sent && packet.is_none() && raw.first().is_some_and(|byte| byte >> 4 == 1) {
+                // A CONNECT that does not decode (a test of the broker's refusals): the broker
+                // answers in the format of the level it asked for, 3.1.1's below 5.
+                if let Some(version) = connect_level(&raw) {
+                    self.received.context = DecodeContext::client(version);
+                }
             }
             let text = match (&packet, malformed) {
                 (Some(packet), _) => summary(packet),
@@ -561,6 +567,20 @@ impl RecordingStream {
         }
         self.inner.is_none()
     }
+}
+
+/// The protocol version a CONNECT's bytes ask for, read from its protocol level even when the
+/// rest does not decode: levels below 5 are answered in 3.1.1's format, 5 and above in 5.0's.
+fn connect_level(raw: &[u8]) -> Option<ProtocolVersion> {
+    // Fixed header: the type byte and 1 to 4 bytes of remaining length.
+    let header = 1 + raw.iter().skip(1).take(4).position(|byte| byte & 0x80 == 0)? + 1;
+    let name_length = usize::from(u16::from_be_bytes([*raw.get(header)?, *raw.get(header + 1)?]));
+    let level = *raw.get(header + 2 + name_length)?;
+    Some(if level < 5 {
+        ProtocolVersion::V3_1_1
+    } else {
+        ProtocolVersion::V5
+    })
 }
 
 fn gone() -> io::Error {
@@ -652,5 +672,24 @@ impl Drop for RecordingStream {
         if self.inner.is_some() {
             self.closed(ClosedBy::Client, "dropped by the client".to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_level_of_a_connect_that_does_not_decode_names_the_answers_format() {
+        // "MQTT" level 2 (unsupported), then garbage: answered as 3.1.1.
+        assert_eq!(
+            connect_level(&[0x10, 0x07, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x02]),
+            Some(ProtocolVersion::V3_1_1)
+        );
+        assert_eq!(
+            connect_level(&[0x10, 0x07, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x06]),
+            Some(ProtocolVersion::V5)
+        );
+        assert_eq!(connect_level(&[0x10, 0x01]), None, "too short to say");
     }
 }
