@@ -99,6 +99,10 @@ impl Case {
         if only.is_some_and(|only| only != version) {
             return false;
         }
+        if pattern.contains('/') {
+            // A whole id: `MQTT-3.1.2-22/silent-client-closed`.
+            return self.id(version) == pattern;
+        }
         let prefix_of = |text: &str| {
             text == pattern
                 || text

@@ -82,6 +82,8 @@ pub struct Context {
     pub strict: bool,
     /// Waits are multiplied by this (`--timeout-scale`).
     pub scale: f64,
+    /// Added to the upper bound of a timing window (`--tolerance-ms`, 1 s by default).
+    pub tolerance: Duration,
     pub trace: Trace,
     pub clock: Clock,
     /// Every connection's wire, by client name, so the runner can check what the broker sent.

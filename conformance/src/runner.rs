@@ -340,6 +340,7 @@ impl Runner<'_> {
                     capabilities: capabilities.cloned().unwrap_or_else(|| Capabilities::all(version)),
                     strict: options.strict,
                     scale: options.timeout_scale.max(0.01),
+                    tolerance: options.tolerance,
                     trace: Trace::default(),
                     clock: Clock::new(move || start.elapsed()),
                     wires: Default::default(),

@@ -16,8 +16,8 @@ use mqtt_protocol::{PacketType, PropertyFields, PropertyId, ProtocolVersion, QoS
 use serde_saphyr::{Location, Spanned};
 
 use crate::scenario::{
-    parse_version, Action, ClientPlan, Direction, Expect, ExpectKind, Fault, MessagesPlan, PublishPlan, Scenario,
-    Since, Statement, Step, StepKind, Timing,
+    parse_version, Action, Capability, ClientPlan, Direction, Expect, ExpectKind, Fault, MessagesPlan, PublishPlan,
+    Scenario, Since, Statement, Step, StepKind, Timing,
 };
 use crate::schema::{
     self, ClientKind, ClientStep, Expectation, FaultSpec, Invariant, Level, PacketPattern, PropertyValueSpec, Qos,
@@ -388,9 +388,11 @@ impl Checker {
             }
             kills.push(kill.value.clone());
         }
+        let mut needs: BTreeSet<Capability> = file.needs.iter().map(|need| need.value).collect();
+        needs.extend(implied_needs(&steps, &clients));
         Some(Scenario {
             level: file.level.map(|level| level.value).unwrap_or_default(),
-            needs: file.needs.iter().map(|need| need.value).collect(),
+            needs,
             phase: file.phase.unwrap_or_default(),
             kills,
             id: format!("{area}/{stem}"),
@@ -1113,6 +1115,72 @@ impl Checker {
             }
         }
     }
+}
+
+/// What a scenario's own steps show it needs of the broker, whether it says so or not: a
+/// wildcard or shared filter, a QoS, RETAIN, a Subscription Identifier, a Topic Alias. Raw bytes
+/// are not looked into.
+fn implied_needs(steps: &[Step], clients: &BTreeMap<String, ClientPlan>) -> BTreeSet<Capability> {
+    let mut needs = BTreeSet::new();
+    let qos = |needs: &mut BTreeSet<Capability>, qos: QoS| match qos {
+        QoS::AtMostOnce => {}
+        QoS::AtLeastOnce => {
+            needs.insert(Capability::Qos1);
+        }
+        QoS::ExactlyOnce => {
+            needs.insert(Capability::Qos2);
+        }
+    };
+    let will = |needs: &mut BTreeSet<Capability>, settings: &schema::ConnectSettings| {
+        if let Some(will) = &settings.will {
+            qos(needs, qos_of(will.qos));
+            if will.retain {
+                needs.insert(Capability::Retain);
+            }
+        }
+    };
+    for plan in clients.values() {
+        will(&mut needs, &plan.connect);
+    }
+    for step in steps {
+        let StepKind::Client(step) = &step.kind else { continue };
+        match &step.action {
+            Some(Action::Connect { settings, .. }) => will(&mut needs, settings),
+            Some(Action::Subscribe {
+                subscriptions,
+                identifier,
+                ..
+            }) => {
+                for (filter, options) in subscriptions {
+                    let inner = match filter.strip_prefix("$share/") {
+                        Some(rest) => {
+                            needs.insert(Capability::SharedSubscriptions);
+                            rest.split_once('/').map_or("", |(_, inner)| inner)
+                        }
+                        None => filter.as_str(),
+                    };
+                    if inner.contains('+') || inner.contains('#') {
+                        needs.insert(Capability::WildcardSubscriptions);
+                    }
+                    qos(&mut needs, options.qos);
+                }
+                if identifier.is_some() {
+                    needs.insert(Capability::SubscriptionIdentifiers);
+                }
+            }
+            Some(Action::Publish(publish)) => {
+                qos(&mut needs, publish.qos);
+                if publish.retain {
+                    needs.insert(Capability::Retain);
+                }
+                if publish.properties.topic_alias.is_some() {
+                    needs.insert(Capability::TopicAliases);
+                }
+            }
+            _ => {}
+        }
+    }
+    needs
 }
 
 fn unknown_client(name: &str, clients: &BTreeMap<String, ClientPlan>) -> String {
