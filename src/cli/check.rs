@@ -2,14 +2,12 @@
 //! started in-process when no URL is given.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use mqtt_broker::Config;
-use mqtt_client::options::Scheme;
-use mqtt_client::BrokerUrl;
 use mqtt_conformance::catalog::{self, catalog, section_of};
 use mqtt_conformance::coverage::{coverage, VersionCoverage};
 use mqtt_conformance::runner::{self, CheckOptions};
@@ -20,10 +18,7 @@ use mqtt_scenarios::scenario::version_name;
 use serde_json::json;
 
 use super::output::{self, colour, verdict_label};
-use super::{Protocol, EXIT_USAGE};
-
-/// How long the first TCP connect to the broker may take before it counts as unreachable.
-const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+use super::{reach, Protocol, EXIT_USAGE};
 
 /// Checks a broker against the conformance catalog: every case tied to the normative statements
 /// it checks, in MQTT 5.0 and 3.1.1. Exit 0 when every applicable MUST case passes (and SHOULD
@@ -354,33 +349,6 @@ fn section_key(section: &str) -> Vec<u32> {
         .split('.')
         .map(|part| part.parse().unwrap_or(u32::MAX))
         .collect()
-}
-
-/// The URL, parsed and answering a TCP connect; or one line saying why not.
-fn reach(text: &str) -> Result<(SocketAddr, BrokerUrl), String> {
-    let url: BrokerUrl = text.parse().map_err(|error| format!("{text}: {error}"))?;
-    if url.scheme != Scheme::Mqtt {
-        return Err(format!(
-            "{}:// is not supported yet (TLS and WebSocket come with the transports work): use mqtt://",
-            url.scheme.name()
-        ));
-    }
-    let address = url
-        .authority()
-        .to_socket_addrs()
-        .map_err(|error| format!("cannot resolve {}: {error}", url.host))?
-        .next()
-        .ok_or_else(|| format!("{} has no address", url.host))?;
-    match std::net::TcpStream::connect_timeout(&address, REACH_TIMEOUT) {
-        Ok(_) => Ok((address, url)),
-        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err(format!("connection refused to {address}"))
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
-            Err(format!("no answer from {address} within {} s", REACH_TIMEOUT.as_secs()))
-        }
-        Err(error) => Err(format!("cannot connect to {address}: {error}")),
-    }
 }
 
 fn print_coverage(coverages: &[(ProtocolVersion, VersionCoverage)]) {

@@ -5,10 +5,14 @@
 //! yet.
 
 use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use mqtt_client::options::Scheme;
+use mqtt_client::BrokerUrl;
 use mqtt_protocol::ProtocolVersion;
 
 mod bench;
@@ -50,6 +54,37 @@ pub const EXIT_NOT_IMPLEMENTED: u8 = 3;
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for bad input: arguments, a scenario file, a broker that cannot be reached.
 pub const EXIT_USAGE: u8 = 2;
+
+/// How long a broker's TCP port may take to accept before it counts as unreachable.
+const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A broker URL, parsed and answering a TCP connect within [`REACH_TIMEOUT`]; or one line
+/// saying why not ("connection refused to 127.0.0.1:1883").
+pub fn reach(text: &str) -> Result<(SocketAddr, BrokerUrl), String> {
+    let url: BrokerUrl = text.parse().map_err(|error| format!("{text}: {error}"))?;
+    if url.scheme != Scheme::Mqtt {
+        return Err(format!(
+            "{}:// is not supported yet (TLS and WebSocket come with the transports work): use mqtt://",
+            url.scheme.name()
+        ));
+    }
+    let address = url
+        .authority()
+        .to_socket_addrs()
+        .map_err(|error| format!("cannot resolve {}: {error}", url.host))?
+        .next()
+        .ok_or_else(|| format!("{} has no address", url.host))?;
+    match std::net::TcpStream::connect_timeout(&address, REACH_TIMEOUT) {
+        Ok(_) => Ok((address, url)),
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(format!("connection refused to {address}"))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+            Err(format!("no answer from {address} within {} s", REACH_TIMEOUT.as_secs()))
+        }
+        Err(error) => Err(format!("cannot connect to {address}: {error}")),
+    }
+}
 
 /// `--protocol`: one version, or every version a case lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,12 +1,10 @@
 //! `mqtt-harness run`: the same scenarios live against a broker, with faults through a loopback
 //! fault proxy, timing windows in real time.
 
-use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mqtt_client::options::Scheme;
 use mqtt_client::BrokerUrl;
 use mqtt_protocol::ProtocolVersion;
 use mqtt_reports::{compare, Case, Expectations, Kind, Verdict};
@@ -16,10 +14,7 @@ use mqtt_scenarios::results;
 use mqtt_scenarios::scenario::{version_name, Scenario};
 
 use super::output::{self, colour, verdict_label};
-use super::{Protocol, EXIT_USAGE};
-
-/// How long the first TCP connect to the broker may take before it counts as unreachable.
-const REACH_TIMEOUT: Duration = Duration::from_secs(5);
+use super::{reach, Protocol, EXIT_USAGE};
 
 /// Runs YAML scenarios live against a broker. Faults go through a fault proxy the harness starts
 /// on loopback for each client a fault names; windows are measured in real time with a fixed
@@ -199,29 +194,7 @@ fn target(args: &Args) -> Result<(TargetSpec, Option<String>, Option<String>), S
     let Some(text) = &args.broker else {
         return Ok((TargetSpec::Reference, args.username.clone(), args.password.clone()));
     };
-    let url: BrokerUrl = text.parse().map_err(|error| format!("--broker: {error}"))?;
-    if url.scheme != Scheme::Mqtt {
-        return Err(format!(
-            "--broker: {}:// is not supported yet (TLS and WebSocket come with the transports work): use mqtt://",
-            url.scheme.name()
-        ));
-    }
-    let address = url
-        .authority()
-        .to_socket_addrs()
-        .map_err(|error| format!("cannot resolve {}: {error}", url.host))?
-        .next()
-        .ok_or_else(|| format!("{} has no address", url.host))?;
-    match std::net::TcpStream::connect_timeout(&address, REACH_TIMEOUT) {
-        Ok(_) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(format!("connection refused to {address}"));
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
-            return Err(format!("no answer from {address} within {} s", REACH_TIMEOUT.as_secs()));
-        }
-        Err(error) => return Err(format!("cannot connect to {address}: {error}")),
-    }
+    let (_, url) = reach(text)?;
     let username = args.username.clone().or_else(|| url.username.clone());
     let password = args.password.clone().or_else(|| url.password.clone());
     Ok((TargetSpec::Url(url), username, password))
