@@ -37,10 +37,14 @@
 //!   on an empty payload), the retained store's quota (`Config::retained_messages_max`: a new topic
 //!   beyond it is delivered but not retained; a 5.0 QoS 1/2 PUBLISH is refused with 0x97 instead)
 //!   and message expiry apply to all of them alike.
-//! - **A message too large for the client** is dropped as if sent (5.0 MQTT-3.1.2-25); other
-//!   packets lose their Reason String and User Properties first, as the spec asks.
-//! - **Errors without a reason code.** Where the spec assigns no code to an error, a 5.0 connection
-//!   is closed without a DISCONNECT rather than with an invented code; see [`errors`].
+//! - **A message too large for the client** is dropped as if sent (5.0 MQTT-3.1.2-25), never
+//!   resent; other packets lose their Reason String and User Properties first, as the spec asks;
+//!   an acknowledgement that still does not fit closes the connection (0x95) rather than leave the
+//!   client waiting, and a CONNACK is cut down to what the client can do without first. See
+//!   [`errors`], "The client's Maximum Packet Size".
+//! - **Every 5.0 error after CONNECT gets a DISCONNECT with a code** before the close: 0x81
+//!   Malformed Packet, 0x82 Protocol Error, or the spec's more specific code (5.0 §1.2, §4.13.1);
+//!   its name goes along as Reason String. See [`errors`].
 //! - **Client ids** the broker assigns are `mqtt-harness-N`; topic aliases are accepted from
 //!   clients (up to `Config::topic_alias_maximum`) but never sent to them.
 

@@ -177,6 +177,9 @@ pub struct Statistics {
     /// QoS 0 PUBLISH packets dropped because their connection had
     /// [`Config::outgoing_packets_max`](crate::Config::outgoing_packets_max) packets unwritten.
     pub publishes_dropped: AtomicU64,
+    /// Connections closed because a CONNACK or an acknowledgement did not fit the client's Maximum
+    /// Packet Size (the core's [`crate::Statistics::required_packets_too_large`]).
+    pub required_packets_too_large: AtomicU64,
 }
 
 impl Statistics {
@@ -524,6 +527,10 @@ impl BrokerTask {
     /// Hands everything the core produced to the writers, applying the slow-consumer policy.
     fn route_outputs(&mut self) {
         let outgoing_packets_max = self.core.config().outgoing_packets_max;
+        let required_packets_too_large = self.core.statistics().required_packets_too_large;
+        self.statistics
+            .required_packets_too_large
+            .store(required_packets_too_large, Ordering::Relaxed);
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::Send {

@@ -749,12 +749,12 @@ impl ClientCore {
             self.transmit.push_back(reply);
             return Ok(());
         }
-        // No code of its own for an unsolicited ack: close without pretending to know one.
+        // An unsolicited ack is out of step with the session: DISCONNECT 0x82, then close.
         self.violation(error.to_string(), error.reason_code())
     }
 
-    /// A packet from the server failed strict decoding: in 5.0, queue a DISCONNECT with the code
-    /// the spec assigns (if any), and close.
+    /// A packet from the server failed strict decoding: in 5.0, queue a DISCONNECT with the
+    /// decoder's code (0x81, 0x82 or a more specific one), and close.
     pub fn handle_decode_error(&mut self, error: &mqtt_protocol::DecodeError) -> Close {
         match self.violation(format!("malformed packet from the server: {error}"), error.reason_code) {
             Err(close) => close,

@@ -91,6 +91,15 @@ pub struct Context {
 }
 
 impl Context {
+    /// A SHOULD not met: a failure under `--strict`, else an informational finding with `note`.
+    pub fn should_not_met(&self, note: String) -> Result<Finding, Failure> {
+        if self.strict {
+            Err(Failure::new(note))
+        } else {
+            Ok(Finding::Informational(format!("SHOULD not met: {note}")))
+        }
+    }
+
     /// `milliseconds`, scaled by `--timeout-scale`.
     pub fn ms(&self, milliseconds: u64) -> Duration {
         Duration::from_secs_f64(milliseconds as f64 / 1000.0 * self.scale)

@@ -147,10 +147,9 @@ pub fn decode_frame(frame: &Frame, context: &DecodeContext) -> Result<Packet, De
     decoder.section = packet_type.section();
 
     if context.version.is_none() && packet_type != PacketType::Connect {
-        return Err(decoder.error(
+        return Err(decoder.protocol_error(
             Kind::ExpectedConnect { packet_type },
             Rule::statement(Spec::V5_0, "MQTT-3.1.0-1", "3.1"),
-            None,
         ));
     }
     if packet_type == PacketType::Connect {
@@ -226,11 +225,6 @@ impl Decoder {
         self.error(kind, rule, protocol_error_code(self.spec))
     }
 
-    /// A sender MUST the spec attaches no error class or code to.
-    fn unassigned(&self, kind: Kind, rule: Rule) -> DecodeError {
-        self.error(kind, rule, None)
-    }
-
     /// A rule with the same statement id in both versions.
     fn both(&self, statement: &'static str, section: &'static str) -> Rule {
         Rule::statement(self.spec, statement, section)
@@ -274,7 +268,7 @@ impl Decoder {
             Spec::V5_0 => Rule::section(Spec::V5_0, "2.1.2"),
             Spec::V3_1_1 => Rule::section(Spec::V3_1_1, "2.2.1"),
         };
-        self.unassigned(
+        self.protocol_error(
             Kind::WrongDirection {
                 packet_type,
                 direction: self.direction,
@@ -350,7 +344,7 @@ impl Decoder {
         let packet_id = self.u16()?;
         if packet_id == 0 {
             let rule = self.per_version(("MQTT-2.2.1-3", "2.2.1"), ("MQTT-2.3.1-1", "2.3.1"));
-            return Err(self.unassigned(Kind::PacketIdZero, rule));
+            return Err(self.protocol_error(Kind::PacketIdZero, rule));
         }
         Ok(packet_id)
     }
@@ -361,7 +355,7 @@ impl Decoder {
                 (Some(statement), TopicError::WildcardInName) => Rule::statement(self.spec, statement, "3.3.2.1"),
                 _ => Rule::statement(self.spec, self.topic_statement(&error), "4.7"),
             };
-            self.unassigned(Kind::InvalidTopicName(error), rule)
+            self.protocol_error(Kind::InvalidTopicName(error), rule)
         })
     }
 
@@ -386,7 +380,7 @@ impl Decoder {
                 "4.7"
             };
             let rule = Rule::statement(self.spec, self.topic_statement(&error), section);
-            self.unassigned(Kind::InvalidTopicFilter(error), rule)
+            self.protocol_error(Kind::InvalidTopicFilter(error), rule)
         })
     }
 
@@ -591,14 +585,14 @@ impl Decoder {
             }
         } else if will_qos_bits != 0 {
             let rule = self.per_version(("MQTT-3.1.2-11", "3.1.2.6"), ("MQTT-3.1.2-13", "3.1.2.6"));
-            return Err(self.unassigned(Kind::WillFieldsWithoutWillFlag, rule));
+            return Err(self.protocol_error(Kind::WillFieldsWithoutWillFlag, rule));
         } else if will_retain {
             let rule = self.per_version(("MQTT-3.1.2-13", "3.1.2.7"), ("MQTT-3.1.2-15", "3.1.2.7"));
-            return Err(self.unassigned(Kind::WillFieldsWithoutWillFlag, rule));
+            return Err(self.protocol_error(Kind::WillFieldsWithoutWillFlag, rule));
         }
         if !self.is_v5() && password_flag && !user_name_flag {
             let rule = Rule::statement(Spec::V3_1_1, "MQTT-3.1.2-22", "3.1.2.9");
-            return Err(self.unassigned(Kind::PasswordWithoutUserName, rule));
+            return Err(self.protocol_error(Kind::PasswordWithoutUserName, rule));
         }
         let keep_alive_s = self.u16()?;
         let properties = if self.is_v5() {
@@ -647,7 +641,7 @@ impl Decoder {
     fn response_topic(&self, properties: &Properties) -> Result<(), DecodeError> {
         match &properties.response_topic {
             Some(topic) => topic::validate_topic_name(topic).map_err(|error| {
-                self.unassigned(
+                self.protocol_error(
                     Kind::InvalidTopicName(error),
                     Rule::statement(self.spec, "MQTT-3.3.2-14", "3.3.2.3.5"),
                 )
@@ -677,7 +671,7 @@ impl Decoder {
                 Spec::V5_0 => Rule::statement(Spec::V5_0, "MQTT-3.2.2-8", "3.2.2.2"),
                 Spec::V3_1_1 => Rule::section(Spec::V3_1_1, "3.2.2.3"),
             };
-            return Err(self.unassigned(
+            return Err(self.protocol_error(
                 Kind::InvalidReasonCode {
                     packet_type: PacketType::ConnAck,
                     code,
@@ -687,7 +681,7 @@ impl Decoder {
         };
         if session_present && reason_code != ReasonCode::SUCCESS {
             let rule = self.per_version(("MQTT-3.2.2-6", "3.2.2.1.1"), ("MQTT-3.2.2-4", "3.2.2.2"));
-            return Err(self.unassigned(Kind::SessionPresentWithFailure, rule));
+            return Err(self.protocol_error(Kind::SessionPresentWithFailure, rule));
         }
         let properties = if self.is_v5() {
             self.properties(PropertyTarget::Packet(PacketType::ConnAck))?
@@ -714,7 +708,7 @@ impl Decoder {
             ));
         };
         if dup && qos == QoS::AtMostOnce {
-            return Err(self.unassigned(Kind::DupOnQoS0, self.both("MQTT-3.3.1-2", "3.3.1.1")));
+            return Err(self.protocol_error(Kind::DupOnQoS0, self.both("MQTT-3.3.1-2", "3.3.1.1")));
         }
         let topic = self.string()?;
         let packet_id = if qos == QoS::AtMostOnce {
@@ -728,7 +722,7 @@ impl Decoder {
             Properties::default()
         };
         if self.direction == Direction::ClientToServer && !properties.subscription_identifiers.is_empty() {
-            return Err(self.unassigned(
+            return Err(self.protocol_error(
                 Kind::PropertyNotAllowedFromSender {
                     property: PropertyId::SubscriptionIdentifier,
                     direction: self.direction,
@@ -767,7 +761,7 @@ impl Decoder {
             PacketType::Auth => "3.15.2.1",
             _ => self.section,
         };
-        Err(self.unassigned(
+        Err(self.protocol_error(
             Kind::InvalidReasonCode { packet_type, code },
             Rule::statement(self.spec, statement, section),
         ))
@@ -856,7 +850,7 @@ impl Decoder {
             _ => ("MQTT-3.11.3-2", "3.11.3"),
         };
         if self.reader.remaining() == 0 {
-            return Err(self.unassigned(Kind::NoReasonCodes, Rule::statement(self.spec, statement, section)));
+            return Err(self.protocol_error(Kind::NoReasonCodes, Rule::statement(self.spec, statement, section)));
         }
         let mut codes = Vec::with_capacity(self.reader.remaining());
         while self.reader.remaining() > 0 {
@@ -867,7 +861,7 @@ impl Decoder {
                 code.is_v3_suback()
             };
             if !valid {
-                return Err(self.unassigned(
+                return Err(self.protocol_error(
                     Kind::InvalidReasonCode {
                         packet_type,
                         code: code.0,
@@ -947,7 +941,7 @@ impl Decoder {
             disconnect.properties = self.properties(PropertyTarget::Packet(PacketType::Disconnect))?;
         }
         if self.direction == Direction::ServerToClient && disconnect.properties.session_expiry_interval_s.is_some() {
-            return Err(self.unassigned(
+            return Err(self.protocol_error(
                 Kind::PropertyNotAllowedFromSender {
                     property: PropertyId::SessionExpiryInterval,
                     direction: self.direction,
@@ -964,7 +958,7 @@ impl Decoder {
             // The short form means Success, which only the server sends (5.0 §3.15.2.1).
             if self.direction == Direction::ClientToServer {
                 let rule = Rule::statement(self.spec, "MQTT-3.15.2-1", "3.15.2.1");
-                return Err(self.unassigned(
+                return Err(self.protocol_error(
                     Kind::InvalidReasonCode {
                         packet_type: PacketType::Auth,
                         code: 0,

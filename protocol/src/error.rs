@@ -1,13 +1,17 @@
-//! [`DecodeError`]: what the strict decoder rejected, which rule that breaks, and the reason code
-//! the spec assigns to it, if it assigns one.
+//! [`DecodeError`]: what the strict decoder rejected, which rule that breaks, and the 5.0 reason
+//! code for it.
 //!
 //! A rule is cited by version and statement id where the spec numbers it (`5.0 MQTT-3.3.1-4`) and
-//! by version and section where it does not (`5.0 §3.3.2.1`). The reason code is `Some` only where
-//! the 5.0 text says what kind of error it is (Malformed Packet 0x81, Protocol Error 0x82, or a more
-//! specific code such as 0x94 Topic Alias invalid); where the spec only says the sender MUST NOT do
-//! it, it is `None` and callers must not pretend to know. 3.1.1 has no reason codes: its errors
-//! close the connection, so their code is `None`, except an unsupported protocol level, which
-//! 3.1.1 answers with CONNACK return code 0x01 (reported as 0x84, the 5.0 code of that meaning).
+//! by version and section where it does not (`5.0 §3.3.2.1`). In 5.0 every rejection has a code:
+//! the spec's own definitions (5.0 §1.2) make each breach of a rule about a packet's content either
+//! a Malformed Packet (0x81: it cannot be parsed as the spec lays it out: lengths, encodings,
+//! reserved bits, a property where none may be) or a Protocol Error (0x82: it parses, but holds a
+//! value or combination the protocol forbids: a wildcard in a topic name, packet identifier 0, a
+//! packet type the sender may not send). Where the spec names a more specific code (0x94 Topic
+//! Alias invalid, 0x95 Packet too large, 0x84 Unsupported Protocol Version), that one is used.
+//! 3.1.1 has no reason codes: its errors close the connection, so their code is `None`, except an
+//! unsupported protocol level, which 3.1.1 answers with CONNACK return code 0x01 (reported as 0x84,
+//! the 5.0 code of that meaning).
 
 use std::fmt;
 
@@ -159,8 +163,9 @@ pub enum DecodeErrorKind {
     SessionPresentWithFailure,
 }
 
-/// A packet the strict decoder refused: what, which rule, which reason code (if the spec assigns
-/// one), and the raw bytes of the packet (or of as much as was read).
+/// A packet the strict decoder refused: what, which rule, which reason code (always one in 5.0; in
+/// 3.1.1 only for an unsupported protocol level), and the raw bytes of the packet (or of as much as
+/// was read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError {
     pub kind: DecodeErrorKind,
@@ -174,7 +179,7 @@ impl fmt::Display for DecodeError {
         write!(f, "{:?} breaks {}", self.kind, self.rule)?;
         match self.reason_code {
             Some(code) => write!(f, "; reason code {code}"),
-            None => write!(f, "; the spec assigns no reason code"),
+            None => write!(f, "; no reason code (3.1.1)"),
         }
     }
 }

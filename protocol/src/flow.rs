@@ -250,10 +250,13 @@ pub enum FlowError {
 }
 
 impl FlowError {
-    /// The 5.0 reason code for a DISCONNECT over this error, where the spec names one.
+    /// The 5.0 reason code for a DISCONNECT over this error. An acknowledgement for a packet id
+    /// no flow expects it for is a Protocol Error (0x82): the packet parses, but it does not fit
+    /// the receiver's state (5.0 §1.2's definition; §3.14.2.1 describes 0x82 as an unexpected or
+    /// out-of-order packet). `Some` for every error; 3.1.1 callers ignore it.
     pub fn reason_code(&self) -> Option<ReasonCode> {
         match self {
-            FlowError::Unsolicited { .. } => None,
+            FlowError::Unsolicited { .. } => Some(ReasonCode::PROTOCOL_ERROR),
             FlowError::ReceiveMaximumExceeded { .. } => Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED),
             FlowError::InvalidPacketId { .. } => Some(ReasonCode::MALFORMED_PACKET),
         }
@@ -330,7 +333,7 @@ impl std::error::Error for FlowError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Completed {
     pub packet_id: u16,
-    /// AtLeastOnce for a PUBACK, ExactlyOnce for a PUBCOMP.
+    /// AtLeastOnce for a PUBACK, ExactlyOnce for a PUBCOMP; the flow's own for a discard.
     pub qos: QoS,
     /// The reason code of the acknowledgement that ended the flow.
     pub reason_code: ReasonCode,
@@ -636,6 +639,22 @@ impl OutgoingFlows {
         Some(Publish {
             dup: true,
             ..publish.clone()
+        })
+    }
+
+    /// Ends the flow of `packet_id` as if the peer had acknowledged it, when its PUBLISH can no
+    /// longer be sent: a session resumed on a connection whose peer now accepts smaller packets
+    /// than the PUBLISH in flight (5.0 MQTT-3.1.2-25: discarded unsent, and the sender behaves as
+    /// if it had completed sending it). Frees the id and the quota, and returns what ended; `None`,
+    /// changing nothing, if no flow uses `packet_id` or it has moved on to its PUBREL (a PUBREL
+    /// always fits where a CONNACK did).
+    pub fn discard(&mut self, packet_id: u16) -> Option<Completed> {
+        let qos = self.flows.get(&packet_id)?.packet.publish()?.qos;
+        self.end(packet_id);
+        Some(Completed {
+            packet_id,
+            qos,
+            reason_code: ReasonCode::SUCCESS,
         })
     }
 

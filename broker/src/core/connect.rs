@@ -7,7 +7,7 @@ use mqtt_protocol::{ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVe
 use tokio::time::Instant;
 
 use super::session::{ConnectionState, PendingWill, Session};
-use super::{Broker, ConnectionId, Output, Timer};
+use super::{fits, Broker, ConnectionId, Output, Timer};
 #[cfg(feature = "mutations")]
 use crate::mutations::Mutation;
 
@@ -18,8 +18,9 @@ impl Broker {
         if let Some(state) = self.connections.get_mut(&connection) {
             state.version = version;
         }
+        let client_maximum = connect.properties.maximum_packet_size.filter(|_| v5);
         if let Some(code) = self.refusal(now, &connect) {
-            self.refuse(connection, version, code);
+            self.refuse(connection, version, client_maximum, code);
             return;
         }
 
@@ -28,7 +29,12 @@ impl Broker {
         let mut assigned_client_identifier = None;
         let client_id = if connect.client_id.is_empty() {
             if !v5 && !connect.clean_start {
-                self.refuse(connection, version, ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+                self.refuse(
+                    connection,
+                    version,
+                    client_maximum,
+                    ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                );
                 return;
             }
             let client_id = self.next_assigned_client_id();
@@ -38,6 +44,25 @@ impl Broker {
             client_id
         } else {
             connect.client_id.clone()
+        };
+
+        // The CONNACK is built and cut to the client's Maximum Packet Size before any session is
+        // touched: one that cannot fit means the connection is closed as if never accepted.
+        let mut connack = Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: ReasonCode::SUCCESS,
+            properties: self.connack_properties(&connect, &client_id, assigned_client_identifier),
+        });
+        if let Some(maximum) = client_maximum {
+            if !fit_connack(&mut connack, version, maximum) {
+                tracing::debug!(connection, maximum, "no CONNACK fits the client's Maximum Packet Size");
+                self.statistics.required_packets_too_large += 1;
+                self.close(connection);
+                return;
+            }
+        }
+        let Packet::ConnAck(mut connack) = connack else {
+            unreachable!("built as a CONNACK")
         };
 
         // Takeover (5.0 MQTT-3.1.4-3, 3.1.1 MQTT-3.1.4-2): the older connection is closed, 5.0
@@ -50,7 +75,7 @@ impl Broker {
                     reason_code: ReasonCode::SESSION_TAKEN_OVER,
                     ..Disconnect::default()
                 };
-                self.send(old, Packet::Disconnect(disconnect));
+                self.send(now, old, Packet::Disconnect(disconnect));
             }
             self.close(old);
             if !connect.clean_start {
@@ -114,13 +139,16 @@ impl Broker {
         });
         session.outgoing.set_send_quota(client_receive_maximum);
 
-        let keep_alive_s = self.config.server_keep_alive_s.unwrap_or(connect.keep_alive_s);
+        // 5.0: the Server Keep Alive the CONNACK carries is the one in force (MQTT-3.1.2-21); 3.1.1
+        // has no way to tell the client another, so its own is kept (3.1.1 MQTT-3.1.2-24).
+        let keep_alive_s = connack.properties.server_keep_alive_s.unwrap_or(connect.keep_alive_s);
         if let Some(state) = self.connections.get_mut(&connection) {
             state.state = ConnectionState::Connected {
                 client_id: client_id.clone(),
             };
             state.keep_alive = (keep_alive_s > 0).then(|| Duration::from_secs(u64::from(keep_alive_s)));
             state.maximum_packet_size = connect.properties.maximum_packet_size;
+            state.topic_alias_maximum = connack.properties.topic_alias_maximum.unwrap_or(0);
             state.request_problem_information = connect.properties.request_problem_information.unwrap_or(true);
             state.connect_session_expiry_s = if v5 { expiry_interval_s } else { 0 };
             if let Some(deadline) = state.keep_alive_deadline() {
@@ -128,31 +156,8 @@ impl Broker {
             }
         }
 
-        let mut properties = Properties::default();
-        if v5 {
-            properties.assigned_client_identifier = assigned_client_identifier;
-            properties.receive_maximum = Some(self.config.receive_maximum);
-            properties.maximum_packet_size = Some(self.config.maximum_packet_size);
-            properties.topic_alias_maximum = Some(self.config.topic_alias_maximum);
-            // Maximum QoS is sent only as 0 or 1 (5.0 §3.2.2.3.4); absent means 2.
-            if self.config.maximum_qos != QoS::ExactlyOnce {
-                properties.maximum_qos = Some(self.config.maximum_qos);
-            }
-            properties.retain_available = Some(self.config.retain_available);
-            properties.wildcard_subscription_available = Some(self.config.wildcard_subscription_available);
-            properties.subscription_identifier_available = Some(self.config.subscription_identifier_available);
-            properties.shared_subscription_available = Some(self.config.shared_subscription_available);
-            properties.server_keep_alive_s = self.config.server_keep_alive_s;
-            if connect.properties.request_response_information == Some(true) {
-                properties.response_information = Some(format!("response/{client_id}"));
-            }
-        }
-        let connack = ConnAck {
-            session_present,
-            reason_code: ReasonCode::SUCCESS,
-            properties,
-        };
-        self.send(connection, Packet::ConnAck(connack));
+        connack.session_present = session_present;
+        self.send(now, connection, Packet::ConnAck(connack));
         if session_present {
             let resent = self.session_mut(&client_id).outgoing.resend_on_resume();
             // Planted bug: the PUBLISH packets to resend are forgotten (they stay in flight,
@@ -167,10 +172,38 @@ impl Broker {
                 resent
             };
             for packet in resent {
-                self.send(connection, packet);
+                self.resend(now, &client_id, connection, packet);
             }
         }
         self.pump(now, &client_id);
+    }
+
+    /// What a successful 5.0 CONNACK tells the client (nothing in 3.1.1): each limit and each
+    /// declined feature, and no property that only restates its default (a Receive Maximum of
+    /// 65535, availability flags of 1, a Topic Alias Maximum of 0, no Maximum Packet Size beyond
+    /// the protocol's own): the client assumes those when they are absent (5.0 §3.2.2.3).
+    fn connack_properties(&self, connect: &Connect, client_id: &str, assigned: Option<String>) -> Properties {
+        let mut properties = Properties::default();
+        if !connect.protocol.is_v5() {
+            return properties;
+        }
+        let config = &self.config;
+        properties.assigned_client_identifier = assigned;
+        properties.receive_maximum = (config.receive_maximum != u16::MAX).then_some(config.receive_maximum);
+        properties.maximum_packet_size =
+            (config.maximum_packet_size < PROTOCOL_MAXIMUM_PACKET_SIZE).then_some(config.maximum_packet_size);
+        properties.topic_alias_maximum = (config.topic_alias_maximum > 0).then_some(config.topic_alias_maximum);
+        // Maximum QoS is sent only as 0 or 1 (5.0 §3.2.2.3.4); absent means 2.
+        properties.maximum_qos = (config.maximum_qos != QoS::ExactlyOnce).then_some(config.maximum_qos);
+        properties.retain_available = (!config.retain_available).then_some(false);
+        properties.wildcard_subscription_available = (!config.wildcard_subscription_available).then_some(false);
+        properties.subscription_identifier_available = (!config.subscription_identifier_available).then_some(false);
+        properties.shared_subscription_available = (!config.shared_subscription_available).then_some(false);
+        properties.server_keep_alive_s = config.server_keep_alive_s;
+        if connect.properties.request_response_information == Some(true) {
+            properties.response_information = Some(format!("response/{client_id}"));
+        }
+        properties
     }
 
     /// What refuses a CONNECT before any session is touched, as a 5.0 code (3.1.1 maps it).
@@ -227,17 +260,29 @@ impl Broker {
 
     /// CONNACK with a failure code, Session Present 0 (5.0 MQTT-3.2.2-6), then close (MQTT-3.2.2-7;
     /// 3.1.1 MQTT-3.2.2-5). Nothing the client sends afterwards is processed (MQTT-3.1.4-6).
-    fn refuse(&mut self, connection: ConnectionId, version: ProtocolVersion, reason_code: ReasonCode) {
-        let connack = ConnAck {
+    /// Even this CONNACK is not sent past the client's Maximum Packet Size (`maximum`): the
+    /// connection is then just closed, and counted.
+    fn refuse(
+        &mut self,
+        connection: ConnectionId,
+        version: ProtocolVersion,
+        maximum: Option<u32>,
+        reason_code: ReasonCode,
+    ) {
+        let connack = Packet::ConnAck(ConnAck {
             session_present: false,
             reason_code,
             properties: Properties::default(),
-        };
-        self.outputs.push_back(Output::Send {
-            connection,
-            version,
-            packet: Packet::ConnAck(connack),
         });
+        if maximum.is_some_and(|maximum| !fits(&connack, version, maximum)) {
+            self.statistics.required_packets_too_large += 1;
+        } else {
+            self.outputs.push_back(Output::Send {
+                connection,
+                version,
+                packet: connack,
+            });
+        }
         self.close(connection);
     }
 
@@ -257,4 +302,36 @@ impl Broker {
             self.publish_will(now, client_id);
         }
     }
+}
+
+/// The largest packet the protocol can frame: a 268,435,455-byte remaining length behind a
+/// five-byte fixed header. A Maximum Packet Size of this or more restates the default.
+const PROTOCOL_MAXIMUM_PACKET_SIZE: u32 = 268_435_455 + 5;
+
+/// Cuts a CONNACK until it fits `maximum` bytes, dropping only what the client can do without
+/// (broker/ERRORS.md, "When a CONNACK does not fit"), in this order: Reason String and User
+/// Properties (5.0 MQTT-3.2.2-19, -20); Response Information, which the server may always
+/// withhold; Topic Alias Maximum, whose absence means the client sends no aliases (the
+/// connection is then held to none); Server Keep Alive, whose absence means both sides keep the
+/// client's Keep Alive. Limits and declined features stay: without them the client would break
+/// them. False when even the rest does not fit.
+fn fit_connack(packet: &mut Packet, version: ProtocolVersion, maximum: u32) -> bool {
+    let cuts: [fn(&mut Properties); 4] = [
+        |properties| {
+            properties.reason_string = None;
+            properties.user_properties.clear();
+        },
+        |properties| properties.response_information = None,
+        |properties| properties.topic_alias_maximum = None,
+        |properties| properties.server_keep_alive_s = None,
+    ];
+    for cut in cuts {
+        if fits(packet, version, maximum) {
+            return true;
+        }
+        if let Packet::ConnAck(connack) = packet {
+            cut(&mut connack.properties);
+        }
+    }
+    fits(packet, version, maximum)
 }

@@ -69,6 +69,10 @@ pub struct Statistics {
     pub messages_delivered: u64,
     /// Dropped: queue full, too large for the client, expired, or QoS 0 for an offline session.
     pub messages_dropped: u64,
+    /// Connections closed because a packet the spec requires in answer (a CONNACK, an
+    /// acknowledgement) did not fit the client's Maximum Packet Size even without its optional
+    /// parts: never left open and unanswered.
+    pub required_packets_too_large: u64,
 }
 
 /// The broker. See the module documentation.
@@ -167,8 +171,8 @@ impl Broker {
     /// A packet from `connection` failed strict decoding. Before CONNECT is accepted nothing but a
     /// CONNACK may be sent (5.0 MQTT-3.2.0-1): an unsupported protocol level is answered with the
     /// CONNACK code of that meaning in the client's own format (3.1.1 0x01, 5.0 0x84), anything
-    /// else is closed silently. After CONNECT, 5.0 gets a DISCONNECT with the code the spec assigns,
-    /// where it assigns one; 3.1.1 is closed.
+    /// else is closed silently. After CONNECT, 5.0 gets a DISCONNECT with the decoder's code (0x81,
+    /// 0x82 or a more specific one); 3.1.1 is closed.
     pub fn handle_decode_error(&mut self, now: Instant, connection: ConnectionId, error: &DecodeError) {
         let Some(state) = self.connections.get(&connection) else {
             return;
@@ -250,7 +254,7 @@ impl Broker {
     }
 
     /// The server is shutting down: 5.0 clients get DISCONNECT 0x8B, every connection is closed.
-    pub fn handle_shutdown(&mut self, _now: Instant) {
+    pub fn handle_shutdown(&mut self, now: Instant) {
         let connections: Vec<(ConnectionId, ProtocolVersion, bool)> = self
             .connections
             .iter()
@@ -268,7 +272,7 @@ impl Broker {
                     reason_code: ReasonCode::SERVER_SHUTTING_DOWN,
                     ..Disconnect::default()
                 };
-                self.send(connection, Packet::Disconnect(disconnect));
+                self.send(now, connection, Packet::Disconnect(disconnect));
             }
             self.close(connection);
         }
@@ -304,7 +308,7 @@ impl Broker {
                 match result {
                     Ok(Some(pubrel)) => {
                         self.session_mut(client_id).shared_inflight.remove(&ack.packet_id);
-                        self.send(connection, Packet::PubRel(pubrel));
+                        self.send(now, connection, Packet::PubRel(pubrel));
                     }
                     Ok(None) => self.delivery_completed(now, client_id, ack.packet_id, ack.reason_code),
                     Err(error) => self.flow_violation(now, connection, client_id, error),
@@ -323,11 +327,11 @@ impl Broker {
                 let session = self.session_mut(client_id);
                 let version = session.version;
                 let pubcomp = session.incoming.handle_pubrel(&ack, version);
-                self.send(connection, Packet::PubComp(pubcomp));
+                self.send(now, connection, Packet::PubComp(pubcomp));
             }
             Packet::Subscribe(subscribe) => self.handle_subscribe(now, connection, client_id, subscribe),
-            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(connection, client_id, unsubscribe),
-            Packet::PingReq => self.send(connection, Packet::PingResp),
+            Packet::Unsubscribe(unsubscribe) => self.handle_unsubscribe(now, connection, client_id, unsubscribe),
+            Packet::PingReq => self.send(now, connection, Packet::PingResp),
             Packet::Disconnect(disconnect) => self.handle_disconnect(now, connection, client_id, disconnect),
             Packet::Connect(_) => {
                 // A second CONNECT is a Protocol Error (5.0 MQTT-3.1.0-2, 3.1.1 MQTT-3.1.0-2).
@@ -387,12 +391,11 @@ impl Broker {
             .get(client_id)
             .map_or(ProtocolVersion::V5, |session| session.version);
         if let Some(reply) = error.reply(version) {
-            self.send(connection, reply);
+            self.send(now, connection, reply);
             return;
         }
         tracing::debug!(connection, %error, "flow violation");
-        // An ack for a packet id not in flight has no code of its own in the spec (5.0 §4.13.1
-        // asks for a DISCONNECT only where one is given): close without pretending to know one.
+        // An ack for a packet id not in flight is out of step with the session: a Protocol Error.
         self.disconnect_with(now, connection, client_id, error.reason_code());
     }
 
@@ -423,8 +426,9 @@ impl Broker {
         self.disconnect_with(now, connection, &client_id, Some(ReasonCode::KEEP_ALIVE_TIMEOUT));
     }
 
-    /// Ends a connection the broker gives up on: in 5.0 a DISCONNECT with `reason_code` when the
-    /// spec assigns one; the will is published (the close is not a normal DISCONNECT).
+    /// Ends a connection the broker gives up on: in 5.0 a DISCONNECT with `reason_code` (always
+    /// given for 5.0 errors; `None` only from 3.1.1 paths); the will is published (the close is
+    /// not a normal DISCONNECT).
     fn disconnect_with(
         &mut self,
         now: Instant,
@@ -440,14 +444,11 @@ impl Broker {
         }
         if state.version.is_v5() {
             if let Some(reason_code) = reason_code {
-                // The Reason String repeats the code's name: readable in a client's log, and
-                // dropped where the client asked for no problem information or it does not fit.
-                let mut disconnect = Disconnect {
+                let disconnect = Disconnect {
                     reason_code,
                     ..Disconnect::default()
                 };
-                disconnect.properties.reason_string = reason_code.name().map(str::to_owned);
-                self.send(connection, Packet::Disconnect(disconnect));
+                self.send(now, connection, Packet::Disconnect(disconnect));
             }
         }
         self.close(connection);
@@ -575,10 +576,16 @@ impl Broker {
             .unwrap_or_else(|| panic!("connected client {client_id} has no session"))
     }
 
-    /// Queues `packet` for `connection`, if it is still listened to. Packets other than PUBLISH
-    /// that would exceed the client's Maximum Packet Size lose their Reason String and User
-    /// Properties (5.0 MQTT-3.2.2-19, MQTT-3.4.2-2, ...), or are not sent if still too large.
-    fn send(&mut self, connection: ConnectionId, mut packet: Packet) {
+    /// Queues `packet` for `connection`, if it is still listened to, within the client's Maximum
+    /// Packet Size (5.0 MQTT-3.1.2-24). Where a packet would not fit, its Reason String and User
+    /// Properties go first (5.0 MQTT-3.2.2-19, MQTT-3.4.2-2 and their twins). A packet the spec
+    /// requires as an answer (an acknowledgement: see [`is_required`]) is never dropped silently:
+    /// if it still does not fit, the connection is closed as one the broker cannot serve (with
+    /// DISCONNECT 0x95 where even that fits) and counted in
+    /// [`Statistics::required_packets_too_large`]. Anything else that does not fit is dropped; a
+    /// PUBLISH never gets here too large, as its callers complete its delivery instead (5.0
+    /// MQTT-3.1.2-25). The CONNACK is cut to size before the session is touched (`fit_connack`).
+    fn send(&mut self, now: Instant, connection: ConnectionId, mut packet: Packet) {
         let Some(state) = self.connections.get(&connection) else {
             return;
         };
@@ -586,15 +593,28 @@ impl Broker {
             return;
         }
         let version = state.version;
+        if version.is_v5() {
+            explain(&mut packet);
+        }
         if !state.request_problem_information {
             strip_problem_information(&mut packet);
         }
         if let Some(maximum) = state.maximum_packet_size {
-            let fits = |packet: &Packet| encoded_len(packet, version).is_ok_and(|size| size <= maximum as usize);
-            if !fits(&packet) {
+            if !fits(&packet, version, maximum) {
                 strip_problem_information(&mut packet);
-                if !fits(&packet) {
-                    tracing::debug!(connection, "a packet too large for the client is not sent");
+                if !fits(&packet, version, maximum) {
+                    if is_required(&packet) {
+                        tracing::debug!(connection, "a required packet does not fit the client's maximum");
+                        self.statistics.required_packets_too_large += 1;
+                        match state.client_id().map(str::to_owned) {
+                            Some(client_id) => {
+                                self.disconnect_with(now, connection, &client_id, Some(ReasonCode::PACKET_TOO_LARGE))
+                            }
+                            None => self.close(connection),
+                        }
+                    } else {
+                        tracing::debug!(connection, "a packet too large for the client is not sent");
+                    }
                     return;
                 }
             }
@@ -614,6 +634,44 @@ impl Broker {
                 return client_id;
             }
         }
+    }
+}
+
+/// Whether `packet` fits in `maximum` bytes when encoded in `version`.
+fn fits(packet: &Packet, version: ProtocolVersion, maximum: u32) -> bool {
+    encoded_len(packet, version).is_ok_and(|size| size <= maximum as usize)
+}
+
+/// The packets the spec requires in answer to what the client sent: without them the client waits
+/// for ever (a CONNACK) or cannot free a packet identifier (the acknowledgements).
+fn is_required(packet: &Packet) -> bool {
+    matches!(
+        packet,
+        Packet::ConnAck(_)
+            | Packet::PubAck(_)
+            | Packet::PubRec(_)
+            | Packet::PubRel(_)
+            | Packet::PubComp(_)
+            | Packet::SubAck(_)
+            | Packet::UnsubAck(_)
+    )
+}
+
+/// Gives a 5.0 packet whose one reason code is not Success (an acknowledgement, a DISCONNECT) the
+/// code's name as its Reason String, for the client's log. It goes again where the client asked
+/// for no problem information (5.0 MQTT-3.1.2-29) or the packet would not fit (MQTT-3.4.2-2 and
+/// its twins).
+fn explain(packet: &mut Packet) {
+    let packet_type = packet.packet_type();
+    let (code, properties) = match packet {
+        Packet::PubAck(ack) | Packet::PubRec(ack) | Packet::PubRel(ack) | Packet::PubComp(ack) => {
+            (ack.reason_code, &mut ack.properties)
+        }
+        Packet::Disconnect(disconnect) => (disconnect.reason_code, &mut disconnect.properties),
+        _ => return,
+    };
+    if code != ReasonCode::SUCCESS && properties.reason_string.is_none() {
+        properties.reason_string = code.name_in(packet_type).map(str::to_owned);
     }
 }
 

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mqtt_protocol::{encoded_len, Packet, Properties, Publish, QoS, ReasonCode};
+use mqtt_protocol::{Packet, Properties, Publish, QoS, ReasonCode};
 use tokio::time::Instant;
 
 use super::session::{Delivery, Message};
-use super::{Broker, ConnectionId};
+use super::{fits, Broker, ConnectionId};
 #[cfg(feature = "mutations")]
 use crate::mutations::Mutation;
 
@@ -39,10 +39,11 @@ impl Broker {
         };
         let v5 = state.version.is_v5();
 
-        // Topic aliases from the client (5.0 §3.3.2.3.4): 0 or above our maximum is 0x94; an
-        // empty topic needs a mapping on this connection, else it is a Protocol Error.
+        // Topic aliases from the client (5.0 §3.3.2.3.4): 0 or above the maximum this connection
+        // was offered is 0x94; an empty topic needs a mapping on this connection, else it is a
+        // Protocol Error.
         if let Some(alias) = publish.properties.topic_alias.take() {
-            if alias == 0 || alias > self.config.topic_alias_maximum {
+            if alias == 0 || alias > state.topic_alias_maximum {
                 self.disconnect_with(now, connection, client_id, Some(ReasonCode::TOPIC_ALIAS_INVALID));
                 return;
             }
@@ -70,7 +71,7 @@ impl Broker {
         }
         if publish.topic.split('/').count() > self.config.topic_levels_max {
             if v5 && publish.qos != QoS::AtMostOnce {
-                self.acknowledge(connection, client_id, &publish, ReasonCode::TOPIC_NAME_INVALID);
+                self.acknowledge(now, connection, client_id, &publish, ReasonCode::TOPIC_NAME_INVALID);
             } else {
                 self.disconnect_with(now, connection, client_id, Some(ReasonCode::TOPIC_NAME_INVALID));
             }
@@ -95,7 +96,7 @@ impl Broker {
         if !incoming.deliver {
             // A QoS 2 resend: acknowledge again, deliver once.
             if let Some(reply) = incoming.reply {
-                self.send(connection, reply);
+                self.send(now, connection, reply);
             }
             return;
         }
@@ -105,11 +106,11 @@ impl Broker {
             // The retained store is full: a 5.0 QoS 1/2 PUBLISH can be refused (0x97 Quota
             // exceeded), and then it is not delivered either. Other messages are delivered but not
             // retained, as `publish_message` does for every message.
-            self.acknowledge(connection, client_id, &publish, ReasonCode::QUOTA_EXCEEDED);
+            self.acknowledge(now, connection, client_id, &publish, ReasonCode::QUOTA_EXCEEDED);
             return;
         }
         if let Some(reply) = incoming.reply {
-            self.send(connection, reply);
+            self.send(now, connection, reply);
         }
         self.publish_message(now, message);
     }
@@ -127,10 +128,17 @@ impl Broker {
     }
 
     /// Answers a QoS 1/2 PUBLISH with a failure code instead of delivering it.
-    fn acknowledge(&mut self, connection: ConnectionId, client_id: &str, publish: &Publish, reason_code: ReasonCode) {
+    fn acknowledge(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        client_id: &str,
+        publish: &Publish,
+        reason_code: ReasonCode,
+    ) {
         let session = self.session_mut(client_id);
         if let Some(reply) = session.incoming.acknowledge_with(publish, reason_code) {
-            self.send(connection, reply);
+            self.send(now, connection, reply);
         }
     }
 
@@ -318,7 +326,7 @@ impl Broker {
                 if self.mutated(Mutation::NoResendOnResume) {
                     continue;
                 }
-                self.send(connection, Packet::Publish(resend));
+                self.resend(now, client_id, connection, Packet::Publish(resend));
                 continue;
             }
             let ready = match session.queue.front() {
@@ -332,6 +340,41 @@ impl Broker {
                 return;
             };
             self.send_delivery(now, client_id, delivery);
+        }
+    }
+
+    /// Writes a packet resent from the session's flows (a PUBLISH with DUP 1, or a PUBREL). A
+    /// PUBLISH the client can no longer take, as it resumed with a smaller Maximum Packet Size,
+    /// is discarded and its delivery completed as if sent (5.0 MQTT-3.1.2-25): never resent for
+    /// ever, never holding a place in the window.
+    pub(super) fn resend(&mut self, now: Instant, client_id: &str, connection: ConnectionId, packet: Packet) {
+        let Packet::Publish(publish) = &packet else {
+            self.send(now, connection, packet);
+            return;
+        };
+        let maximum = self
+            .connections
+            .get(&connection)
+            .and_then(|state| state.maximum_packet_size.map(|maximum| (maximum, state.version)));
+        let (Some((maximum, version)), Some(packet_id)) = (maximum, publish.packet_id) else {
+            self.send(now, connection, packet);
+            return;
+        };
+        if fits(&packet, version, maximum) {
+            self.send(now, connection, packet);
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(client_id) else {
+            return;
+        };
+        if let Some(completed) = session.outgoing.discard(packet_id) {
+            tracing::debug!(
+                connection,
+                packet_id,
+                "a resent PUBLISH too large for the client is discarded"
+            );
+            self.statistics.messages_dropped += 1;
+            session.shared_inflight.remove(&completed.packet_id);
         }
     }
 
@@ -388,21 +431,27 @@ impl Broker {
             .and_then(|state| state.maximum_packet_size);
         if let Some(maximum) = maximum {
             let packet = Packet::Publish(publish);
-            let fits = encoded_len(&packet, session.version).is_ok_and(|size| size <= maximum as usize);
-            if !fits {
+            if !fits(&packet, session.version, maximum) {
                 self.statistics.messages_dropped += 1;
                 return;
             }
             let Packet::Publish(publish) = packet else {
                 unreachable!("built as a PUBLISH")
             };
-            self.write_delivery(client_id, connection, publish, delivery);
+            self.write_delivery(now, client_id, connection, publish, delivery);
         } else {
-            self.write_delivery(client_id, connection, publish, delivery);
+            self.write_delivery(now, client_id, connection, publish, delivery);
         }
     }
 
-    fn write_delivery(&mut self, client_id: &str, connection: ConnectionId, publish: Publish, delivery: Delivery) {
+    fn write_delivery(
+        &mut self,
+        now: Instant,
+        client_id: &str,
+        connection: ConnectionId,
+        publish: Publish,
+        delivery: Delivery,
+    ) {
         let Some(session) = self.sessions.get_mut(client_id) else {
             return;
         };
@@ -414,7 +463,7 @@ impl Broker {
                 } else if let (Some(packet_id), Some(_)) = (sent.packet_id, &delivery.shared) {
                     session.shared_inflight.insert(packet_id, delivery);
                 }
-                self.send(connection, Packet::Publish(sent));
+                self.send(now, connection, Packet::Publish(sent));
             }
             Err(_) => {
                 // The window closed meanwhile (or every id is in use): wait at the front.

@@ -142,6 +142,8 @@ pub struct Connection {
     pub aliases: BTreeMap<u16, String>,
     /// The client's Maximum Packet Size.
     pub maximum_packet_size: Option<u32>,
+    /// The Topic Alias Maximum the CONNACK offered this connection (0 when it offered none).
+    pub topic_alias_maximum: u16,
     /// Whether the client wants Reason Strings and User Properties on packets other than PUBLISH,
     /// CONNACK and DISCONNECT (5.0 MQTT-3.1.2-29).
     pub request_problem_information: bool,
@@ -161,6 +163,7 @@ impl Connection {
             last_received: now,
             aliases: BTreeMap::new(),
             maximum_packet_size: None,
+            topic_alias_maximum: 0,
             request_problem_information: true,
             connect_session_expiry_s: 0,
         }

@@ -87,6 +87,7 @@ impl Broker {
             }
         }
         self.send(
+            now,
             connection,
             Packet::SubAck(SubAck {
                 packet_id: subscribe.packet_id,
@@ -121,7 +122,13 @@ impl Broker {
         }
     }
 
-    pub(super) fn handle_unsubscribe(&mut self, connection: ConnectionId, client_id: &str, unsubscribe: Unsubscribe) {
+    pub(super) fn handle_unsubscribe(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        client_id: &str,
+        unsubscribe: Unsubscribe,
+    ) {
         let v5 = self
             .sessions
             .get(client_id)
@@ -141,6 +148,7 @@ impl Broker {
         }
         let reason_codes = if v5 { reason_codes } else { Vec::new() };
         self.send(
+            now,
             connection,
             Packet::UnsubAck(UnsubAck {
                 packet_id: unsubscribe.packet_id,

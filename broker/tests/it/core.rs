@@ -36,7 +36,7 @@ fn options(value: u8) -> SubscriptionOptions {
 // ---- CONNECT -------------------------------------------------------------------------------
 
 #[test]
-fn connack_advertises_what_the_broker_supports() {
+fn connack_advertises_limits_and_declined_features_and_never_restates_a_default() {
     let mut h = harness();
     let (_, connack) = h.connect_with(connect(V5, "c"));
     assert_eq!(
@@ -55,7 +55,35 @@ fn connack_advertises_what_the_broker_supports() {
             p.subscription_identifier_available,
             p.shared_subscription_available
         ),
-        (Some(true), Some(true), Some(true), Some(true))
+        (None, None, None, None),
+        "absent means available (5.0 §3.2.2.3.5, .11, .12, .13): 1 would only restate it"
+    );
+
+    let mut declining = Harness::new(Config {
+        receive_maximum: u16::MAX,
+        maximum_packet_size: 268_435_460,
+        topic_alias_maximum: 0,
+        retain_available: false,
+        wildcard_subscription_available: false,
+        subscription_identifier_available: false,
+        shared_subscription_available: false,
+        ..Config::default()
+    });
+    let (_, connack) = declining.connect_with(connect(V5, "c"));
+    let p = &connack.properties;
+    assert_eq!(
+        (p.receive_maximum, p.maximum_packet_size, p.topic_alias_maximum),
+        (None, None, None),
+        "65535, the protocol's own limit and 0 are the defaults"
+    );
+    assert_eq!(
+        (
+            p.retain_available,
+            p.wildcard_subscription_available,
+            p.subscription_identifier_available,
+            p.shared_subscription_available
+        ),
+        (Some(false), Some(false), Some(false), Some(false))
     );
 }
 
@@ -204,6 +232,24 @@ fn server_keep_alive_overrides_the_clients_and_is_announced() {
     });
     assert_eq!(connack.properties.server_keep_alive_s, Some(4));
     h.advance_ms(6_000);
+    assert!(h.is_closed(connection));
+}
+
+#[test]
+fn a_3_1_1_client_keeps_its_own_keep_alive_whatever_the_server_keep_alive() {
+    // 3.1.1 cannot tell a client another keep alive, so the client's own is the one in force
+    // (3.1.1 MQTT-3.1.2-24).
+    let mut h = Harness::new(Config {
+        server_keep_alive_s: Some(4),
+        ..Config::default()
+    });
+    let (connection, _) = h.connect_with(Connect {
+        keep_alive_s: 10,
+        ..connect(V3_1_1, "c")
+    });
+    h.advance_ms(14_999);
+    assert!(!h.is_closed(connection), "closed on the server's keep alive");
+    h.advance_ms(1);
     assert!(h.is_closed(connection));
 }
 
@@ -1022,4 +1068,336 @@ fn the_next_timeout_is_the_earliest_deadline() {
     });
     assert_eq!(h.next_timeout_ms(), Some(6_000));
     let _ = Duration::ZERO;
+}
+
+// ---- the client's Maximum Packet Size --------------------------------------------------------
+//
+// Every packet the harness sees is checked against the Maximum Packet Size of its connection's
+// CONNECT; these tests walk the boundaries: a packet exactly at the limit goes whole, one byte
+// over loses what may go, and a required packet that still does not fit closes the connection.
+
+/// A 5.0 CONNECT of `client_id` that accepts packets of at most `maximum` bytes (none if `None`),
+/// asking for Response Information.
+fn limited(client_id: &str, maximum: Option<u32>) -> Connect {
+    Connect {
+        keep_alive_s: 10,
+        properties: Properties::from(PropertyFields {
+            maximum_packet_size: maximum,
+            request_response_information: Some(true),
+            ..PropertyFields::default()
+        }),
+        ..connect(V5, client_id)
+    }
+}
+
+fn size_of(packet: Packet) -> u32 {
+    encoded_len(&packet, V5).expect("encodable") as u32
+}
+
+#[test]
+fn a_connack_too_large_loses_only_what_the_client_can_do_without_then_the_connection_closes() {
+    let config = Config {
+        server_keep_alive_s: Some(30),
+        ..Config::default()
+    };
+    let mut h = Harness::new(config.clone());
+    // Ids of one length: every CONNACK below differs only in what was cut.
+    let (_, whole) = h.connect_with(limited("c0", None));
+    let p = &whole.properties;
+    assert!(p.response_information.is_some() && p.topic_alias_maximum.is_some() && p.server_keep_alive_s.is_some());
+    let whole_size = size_of(Packet::ConnAck(whole.clone()));
+
+    let (_, connack) = h.connect_with(limited("c1", Some(whole_size)));
+    assert_eq!(
+        size_of(Packet::ConnAck(connack.clone())),
+        whole_size,
+        "exactly at the limit: whole"
+    );
+    assert!(connack.properties.response_information.is_some());
+
+    // One byte short: Response Information goes first (the server may always withhold it).
+    let (_, connack) = h.connect_with(limited("c2", Some(whole_size - 1)));
+    let p = &connack.properties;
+    assert_eq!(p.response_information, None);
+    assert_eq!((p.topic_alias_maximum, p.server_keep_alive_s), (Some(64), Some(30)));
+    let without_response = size_of(Packet::ConnAck(connack.clone()));
+
+    // Then Topic Alias Maximum: the connection is then held to no aliases at all.
+    let (connection, connack) = h.connect_with(limited("c3", Some(without_response - 1)));
+    let p = &connack.properties;
+    assert_eq!((p.topic_alias_maximum, p.server_keep_alive_s), (None, Some(30)));
+    let without_aliases = size_of(Packet::ConnAck(connack.clone()));
+    let aliased = Publish {
+        topic: "t".into(),
+        properties: Properties::from(PropertyFields {
+            topic_alias: Some(1),
+            ..PropertyFields::default()
+        }),
+        ..Publish::default()
+    };
+    h.packet(connection, Packet::Publish(aliased));
+    assert!(
+        matches!(
+            h.take(connection)[..],
+            [Packet::Disconnect(Disconnect {
+                reason_code: ReasonCode::TOPIC_ALIAS_INVALID,
+                ..
+            })]
+        ),
+        "an alias above the maximum this connection was offered (none)"
+    );
+
+    // Then Server Keep Alive: both sides keep the client's own (10 s).
+    let (connection, connack) = h.connect_with(limited("c4", Some(without_aliases - 1)));
+    let p = &connack.properties;
+    assert_eq!(p.server_keep_alive_s, None);
+    assert_eq!(p.receive_maximum, Some(1024), "a limit is never cut");
+    assert_eq!(p.maximum_packet_size, Some(1024 * 1024), "a limit is never cut");
+    let bare = size_of(Packet::ConnAck(connack.clone()));
+    h.advance_ms(14_999);
+    assert!(!h.is_closed(connection));
+    h.advance_ms(1);
+    assert!(
+        h.is_closed(connection),
+        "closed at 1.5 x the client's keep alive, not the server's"
+    );
+
+    // Nothing left to cut: no CONNACK, no session, the connection closed and counted.
+    let sessions = h.broker.statistics().sessions;
+    let connection = h.open();
+    h.packet(connection, Packet::Connect(Box::new(limited("c5", Some(bare - 1)))));
+    assert!(
+        h.take(connection).is_empty(),
+        "never a CONNACK past the limit (5.0 MQTT-3.1.2-24)"
+    );
+    assert!(h.is_closed(connection), "never accepted and left unanswered");
+    let statistics = h.broker.statistics();
+    assert_eq!(
+        statistics.sessions, sessions,
+        "no session for a connection never acknowledged"
+    );
+    assert_eq!(statistics.required_packets_too_large, 1);
+}
+
+#[test]
+fn a_refusal_connack_is_sent_where_it_fits_and_the_connection_just_closed_where_not() {
+    let mut h = harness();
+    let refused = |client_id: &str, maximum| Connect {
+        properties: Properties::from(PropertyFields {
+            maximum_packet_size: Some(maximum),
+            authentication_method: Some("no-such-method".into()),
+            ..PropertyFields::default()
+        }),
+        ..connect(V5, client_id)
+    };
+    let refusal = size_of(Packet::ConnAck(ConnAck {
+        reason_code: ReasonCode::BAD_AUTHENTICATION_METHOD,
+        ..ConnAck::default()
+    }));
+    let connection = h.open();
+    h.packet(connection, Packet::Connect(Box::new(refused("a", refusal))));
+    assert!(matches!(
+        h.take(connection)[..],
+        [Packet::ConnAck(ConnAck {
+            reason_code: ReasonCode::BAD_AUTHENTICATION_METHOD,
+            ..
+        })]
+    ));
+    let connection = h.open();
+    h.packet(connection, Packet::Connect(Box::new(refused("b", refusal - 1))));
+    assert!(h.take(connection).is_empty());
+    assert!(h.is_closed(connection));
+    assert_eq!(h.broker.statistics().required_packets_too_large, 1);
+}
+
+/// The acknowledgements with a reason code other than Success carry its name as Reason String:
+/// exactly at their whole size they go whole, one byte under it they go without it.
+#[test]
+fn acknowledgements_lose_their_reason_string_one_byte_past_the_limit_and_are_never_dropped() {
+    type Provoke = fn(&mut Harness, mqtt_broker::ConnectionId);
+    let cases: [(&str, Provoke); 4] = [
+        ("PUBACK", |h, connection| {
+            // Three topic levels, above the limit of two: 0x90 Topic Name invalid.
+            h.publish(connection, "a/b/c", "x", QoS::AtLeastOnce, 1);
+        }),
+        ("PUBREC", |h, connection| {
+            h.publish(connection, "a/b/c", "x", QoS::ExactlyOnce, 1);
+        }),
+        ("PUBCOMP", |h, connection| {
+            // A PUBREL for a packet id not held: PUBCOMP 0x92 (5.0 §3.7.2.1).
+            h.packet(connection, Packet::PubRel(PublishAck::new(9)));
+        }),
+        ("PUBREL", |h, connection| {
+            // A PUBREC for a packet id not in flight: PUBREL 0x92 (5.0 §4.3.3).
+            h.packet(connection, Packet::PubRec(PublishAck::new(9)));
+        }),
+    ];
+    for (name, provoke) in cases {
+        let mut h = Harness::new(Config {
+            topic_levels_max: 2,
+            ..Config::default()
+        });
+        let (connection, _) = h.connect_with(limited("w", None));
+        provoke(&mut h, connection);
+        let [whole] = &h.take(connection)[..] else {
+            panic!("{name}: one answer expected")
+        };
+        assert_eq!(whole.packet_type().name(), name);
+        let reason_string = match whole {
+            Packet::PubAck(ack) | Packet::PubRec(ack) | Packet::PubRel(ack) | Packet::PubComp(ack) => {
+                assert!(
+                    ack.reason_code.is_error() || ack.reason_code.0 == 0x92,
+                    "{name}: {ack:?}"
+                );
+                ack.properties.reason_string.clone()
+            }
+            other => panic!("{name}: {other:?}"),
+        };
+        assert!(reason_string.is_some(), "{name} names its code");
+        let whole_size = size_of(whole.clone());
+
+        let (connection, _) = h.connect_with(limited("x", Some(whole_size)));
+        provoke(&mut h, connection);
+        assert_eq!(
+            h.take(connection),
+            std::slice::from_ref(whole),
+            "{name} exactly at the limit"
+        );
+
+        let (connection, _) = h.connect_with(limited("y", Some(whole_size - 1)));
+        provoke(&mut h, connection);
+        let answers = h.take(connection);
+        let [Packet::PubAck(ack) | Packet::PubRec(ack) | Packet::PubRel(ack) | Packet::PubComp(ack)] = &answers[..]
+        else {
+            panic!("{name} one byte over: {answers:?}")
+        };
+        assert_eq!(ack.properties.reason_string, None, "{name}: 5.0 MQTT-3.4.2-2 and twins");
+        assert!(!h.is_closed(connection), "{name}: the stripped one fits");
+    }
+}
+
+#[test]
+fn a_suback_or_unsuback_that_cannot_fit_closes_the_connection_with_0x95() {
+    // With no problem information to cut, only the number of reason codes sets the size.
+    let filters = |count: usize| -> Vec<String> { (0..count).map(|i| format!("f/{i}")).collect() };
+    let suback_size = |count: usize| {
+        size_of(Packet::SubAck(SubAck {
+            packet_id: 1,
+            properties: Properties::default(),
+            reason_codes: vec![ReasonCode::SUCCESS; count],
+        }))
+    };
+    // Twelve codes: at least as large as the CONNACK, which must fit first.
+    let limit = suback_size(12);
+    for unsubscribe in [false, true] {
+        let mut h = harness();
+        let connect = |client_id: &str| Connect {
+            properties: Properties::from(PropertyFields {
+                maximum_packet_size: Some(limit),
+                ..PropertyFields::default()
+            }),
+            ..connect(V5, client_id)
+        };
+        let (connection, _) = h.connect_with(connect("fits"));
+        let request = |packet_id, filters: Vec<String>| -> Packet {
+            if unsubscribe {
+                Packet::Unsubscribe(Unsubscribe {
+                    packet_id,
+                    properties: Properties::default(),
+                    filters,
+                })
+            } else {
+                Packet::Subscribe(Subscribe {
+                    packet_id,
+                    properties: Properties::default(),
+                    subscriptions: filters
+                        .into_iter()
+                        .map(|filter| Subscription {
+                            filter,
+                            options: SubscriptionOptions::default(),
+                        })
+                        .collect(),
+                })
+            }
+        };
+        h.packet(connection, request(1, filters(12)));
+        let answers = h.take(connection);
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        assert_eq!(size_of(answers[0].clone()), limit, "exactly at the limit");
+
+        let (connection, _) = h.connect_with(connect("over"));
+        h.packet(connection, request(2, filters(13)));
+        assert!(
+            matches!(
+                h.take(connection)[..],
+                [Packet::Disconnect(Disconnect {
+                    reason_code: ReasonCode::PACKET_TOO_LARGE,
+                    ..
+                })]
+            ),
+            "one code more: never dropped silently"
+        );
+        assert!(h.is_closed(connection));
+        assert_eq!(h.broker.statistics().required_packets_too_large, 1);
+    }
+}
+
+#[test]
+fn a_qos_1_message_too_large_for_the_client_counts_as_delivered_and_frees_its_place() {
+    let mut h = harness();
+    // Receive Maximum 1: a too-large message that held its place would block the next for ever.
+    let subscriber_connect = |clean_start, maximum| Connect {
+        clean_start,
+        properties: Properties::from(PropertyFields {
+            maximum_packet_size: Some(maximum),
+            receive_maximum: Some(1),
+            session_expiry_interval_s: Some(100),
+            ..PropertyFields::default()
+        }),
+        ..connect(V5, "s")
+    };
+    let (subscriber, _) = h.connect_with(subscriber_connect(true, 64));
+    h.subscribe(subscriber, "t", options(1));
+    let publisher = h.connect("p");
+    h.publish(publisher, "t", &"x".repeat(64), QoS::AtLeastOnce, 1);
+    h.publish(publisher, "t", "small", QoS::AtLeastOnce, 2);
+    let delivered = h.publishes(subscriber);
+    assert_eq!(payloads(&delivered), ["small"], "5.0 MQTT-3.1.2-25: as if sent");
+    let dropped = h.broker.statistics().messages_dropped;
+    assert_eq!(dropped, 1);
+    let small_id = delivered[0].packet_id.expect("QoS 1");
+    h.packet(subscriber, Packet::PubAck(PublishAck::new(small_id)));
+
+    // A message in flight when the session resumes on a connection that accepts less: discarded
+    // as delivered, never resent, and the window is free for the next.
+    h.publish(publisher, "t", &"y".repeat(40), QoS::AtLeastOnce, 3);
+    let delivered = h.publishes(subscriber);
+    assert_eq!(delivered.len(), 1, "in flight, not acknowledged");
+    let whole = size_of(Packet::Publish(Publish {
+        dup: true,
+        ..delivered[0].clone()
+    }));
+    h.network_lost(subscriber);
+    let (subscriber, connack) = h.connect_with(subscriber_connect(false, whole - 1));
+    assert!(connack.session_present);
+    assert!(h.take(subscriber).is_empty(), "not resent past the limit");
+    assert_eq!(h.broker.statistics().messages_dropped, dropped + 1);
+    h.publish(publisher, "t", "next", QoS::AtLeastOnce, 4);
+    let next = h.publishes(subscriber);
+    assert_eq!(payloads(&next), ["next"]);
+    h.packet(
+        subscriber,
+        Packet::PubAck(PublishAck::new(next[0].packet_id.expect("QoS 1"))),
+    );
+
+    // The same exactly at the limit: resent whole.
+    h.network_lost(subscriber);
+    let (subscriber, _) = h.connect_with(subscriber_connect(false, whole));
+    h.publish(publisher, "t", &"z".repeat(40), QoS::AtLeastOnce, 5);
+    assert_eq!(h.publishes(subscriber).len(), 1);
+    h.network_lost(subscriber);
+    let (subscriber, _) = h.connect_with(subscriber_connect(false, whole));
+    let resent = h.publishes(subscriber);
+    assert_eq!(payloads(&resent), [&"z".repeat(40)[..]]);
+    assert!(resent[0].dup, "5.0 MQTT-3.3.1-1");
 }

@@ -19,6 +19,8 @@ pub struct Harness {
     pub sent: BTreeMap<ConnectionId, Vec<Packet>>,
     /// Connections the core asked to close.
     pub closed: Vec<ConnectionId>,
+    /// The Maximum Packet Size each connection's CONNECT set: nothing sent may exceed it.
+    maximums: BTreeMap<ConnectionId, u32>,
 }
 
 impl Harness {
@@ -30,6 +32,7 @@ impl Harness {
             next_connection: 1,
             sent: BTreeMap::new(),
             closed: Vec::new(),
+            maximums: BTreeMap::new(),
         }
     }
 
@@ -61,6 +64,11 @@ impl Harness {
     }
 
     pub fn packet(&mut self, connection: ConnectionId, packet: Packet) {
+        if let Packet::Connect(connect) = &packet {
+            if let Some(maximum) = connect.properties.maximum_packet_size {
+                self.maximums.insert(connection, maximum);
+            }
+        }
         let now = self.now();
         self.broker.handle_packet(now, connection, packet);
         self.collect();
@@ -84,6 +92,14 @@ impl Harness {
                     validate(&packet, version).unwrap_or_else(|error| panic!("invalid {packet:?}: {error}"));
                     validate_direction(&packet, version, Direction::ServerToClient)
                         .unwrap_or_else(|error| panic!("{packet:?} may not go to a client: {error}"));
+                    // And within the client's Maximum Packet Size (5.0 MQTT-3.1.2-24).
+                    if let Some(&maximum) = self.maximums.get(&connection) {
+                        let size = encoded_len(&packet, version).expect("encodable");
+                        assert!(
+                            size <= maximum as usize,
+                            "{size} bytes past the client's {maximum}: {packet:?}"
+                        );
+                    }
                     self.sent.entry(connection).or_default().push(packet);
                 }
                 Output::Close { connection } => {

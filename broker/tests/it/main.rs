@@ -5,6 +5,7 @@ mod core;
 mod errors;
 mod harness;
 mod mutations;
+mod packet_size;
 mod real_clients;
 mod running;
 mod server;

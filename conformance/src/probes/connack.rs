@@ -309,6 +309,20 @@ pub static CASES: &[ProbeCase] = &[
         run: |context| Box::pin(acks_fit_client_maximum_packet_size(context)),
     },
     ProbeCase {
+        name: "connack-within-small-maximum-packet-size",
+        about: "A CONNECT whose Maximum Packet Size is below the broker's usual CONNACK (16, 12, 8 and 5 \
+                bytes) gets either a CONNACK that fits, cut down to what the client can do without, or \
+                the close: never a connection left open and unanswered (one the broker may even serve, \
+                answering a PINGREQ, without ever having acknowledged the CONNECT).",
+        versions: &["5.0"],
+        statements: &["5.0:MQTT-3.1.2-24", "5.0:MQTT-3.2.0-1", "5.0:MQTT-3.1.4-5"],
+        level: CaseLevel::Must,
+        needs: &[],
+        phase: Phase::Concurrent,
+        kills: &[],
+        run: |context| Box::pin(connack_within_small_maximum_packet_size(context)),
+    },
+    ProbeCase {
         name: "unsubscribe-unknown-filter-answered",
         about: "An UNSUBSCRIBE of a filter the client never subscribed to is still answered by an \
                 UNSUBACK with its packet identifier (5.0: one reason code, which should be 0x11 No \
@@ -405,15 +419,6 @@ async fn accepted(context: &Context, client: &str, connect: Connect) -> Result<(
     Ok((probe, connack))
 }
 
-/// A SHOULD not met: informational, or a failure with `--strict`.
-fn should(context: &Context, message: String) -> Result<Finding, Failure> {
-    if context.strict {
-        Err(Failure::new(message))
-    } else {
-        Ok(Finding::Informational(format!("SHOULD not met: {message}")))
-    }
-}
-
 /// The first finding that is not a plain pass (both are passes of the MUST).
 fn either(first: Finding, second: Finding) -> Finding {
     match first {
@@ -461,18 +466,15 @@ async fn judge_close(
     }
     match &report.disconnect {
         Some(disconnect) if codes.contains(&disconnect.reason_code) => Ok(Finding::Pass),
-        Some(disconnect) => should(
-            context,
-            format!(
-                "{what}: the DISCONNECT before the close has 0x{:02X}, not {}",
-                disconnect.reason_code.0,
-                codes_text(codes)
-            ),
-        ),
-        None => should(
-            context,
-            format!("{what}: the broker closed without a DISCONNECT {}", codes_text(codes)),
-        ),
+        Some(disconnect) => context.should_not_met(format!(
+            "{what}: the DISCONNECT before the close has 0x{:02X}, not {}",
+            disconnect.reason_code.0,
+            codes_text(codes)
+        )),
+        None => context.should_not_met(format!(
+            "{what}: the broker closed without a DISCONNECT {}",
+            codes_text(codes)
+        )),
     }
 }
 
@@ -512,17 +514,11 @@ async fn judge_refusal(context: &Context, mut probe: Probe, code: ReasonCode, wh
     }
     match connack {
         Some(connack) if connack.reason_code == code => Ok(Finding::Pass),
-        Some(connack) => should(
-            context,
-            format!(
-                "{what}: the CONNACK has 0x{:02X}, not 0x{:02X}",
-                connack.reason_code.0, code.0
-            ),
-        ),
-        None => should(
-            context,
-            format!("{what}: the broker closed without a CONNACK 0x{:02X}", code.0),
-        ),
+        Some(connack) => context.should_not_met(format!(
+            "{what}: the CONNACK has 0x{:02X}, not 0x{:02X}",
+            connack.reason_code.0, code.0
+        )),
+        None => context.should_not_met(format!("{what}: the broker closed without a CONNACK 0x{:02X}", code.0)),
     }
 }
 
@@ -1070,14 +1066,11 @@ async fn subscribe_declined_closed(
             if suback.reason_codes.iter().all(|refused| *refused == code) {
                 Finding::Pass
             } else {
-                should(
-                    context,
-                    format!(
-                        "{what}: refused in the SUBACK with {}, not {}",
-                        codes_text(&suback.reason_codes),
-                        codes_text(&[code])
-                    ),
-                )?
+                context.should_not_met(format!(
+                    "{what}: refused in the SUBACK with {}, not {}",
+                    codes_text(&suback.reason_codes),
+                    codes_text(&[code])
+                ))?
             }
         }
         Ok(Packet::Disconnect(disconnect)) => {
@@ -1088,20 +1081,17 @@ async fn subscribe_declined_closed(
             if disconnect.reason_code == code {
                 Finding::Pass
             } else {
-                should(
-                    context,
-                    format!(
-                        "{what}: the DISCONNECT has 0x{:02X}, not {}",
-                        disconnect.reason_code.0,
-                        codes_text(&[code])
-                    ),
-                )?
+                context.should_not_met(format!(
+                    "{what}: the DISCONNECT has 0x{:02X}, not {}",
+                    disconnect.reason_code.0,
+                    codes_text(&[code])
+                ))?
             }
         }
-        Err(ProbeError::Closed { .. }) => should(
-            context,
-            format!("{what}: the broker closed without a DISCONNECT {}", codes_text(&[code])),
-        )?,
+        Err(ProbeError::Closed { .. }) => context.should_not_met(format!(
+            "{what}: the broker closed without a DISCONNECT {}",
+            codes_text(&[code])
+        ))?,
         Ok(other) => {
             return Err(Failure::expected(
                 format!("{what}: neither refused nor closed"),
@@ -1373,6 +1363,69 @@ async fn acks_fit_client_maximum_packet_size(context: Context) -> Result<Finding
     }
 }
 
+/// The client Maximum Packet Sizes tried by [`connack_within_small_maximum_packet_size`]: around
+/// a typical 5.0 CONNACK, down to the smallest one possible (five bytes).
+const SMALL_MAXIMUM_PACKET_SIZES: [u32; 4] = [16, 12, 8, 5];
+
+async fn connack_within_small_maximum_packet_size(context: Context) -> Result<Finding, Failure> {
+    let version = context.version;
+    // All CONNECTs first, then the answers: a broker that answers none costs one wait, not four.
+    let mut probes = Vec::new();
+    for limit in SMALL_MAXIMUM_PACKET_SIZES {
+        let client = format!("tiny{limit}");
+        let mut connect = context.connect_packet(&client);
+        connect.properties.maximum_packet_size = Some(limit);
+        let mut probe = context.open(&client).await?;
+        probe.send(&Packet::Connect(Box::new(connect))).await?;
+        probes.push((limit, probe));
+    }
+    let mut outcomes = Vec::new();
+    for (limit, mut probe) in probes {
+        match probe.receive(context.wait()).await {
+            Ok(packet @ Packet::ConnAck(_)) => {
+                let size = size_of(&packet, version);
+                if size > limit as usize {
+                    return Err(Failure::expected(
+                        format!("with a Maximum Packet Size of {limit}, the CONNACK is {size} bytes"),
+                        format!("a CONNACK of at most {limit} bytes, or the close"),
+                        summary(&packet),
+                    ));
+                }
+                outcomes.push(format!("{limit}: a CONNACK of {size} bytes"));
+            }
+            Ok(other) => {
+                return Err(Failure::expected(
+                    format!("with a Maximum Packet Size of {limit}, the first packet was not a CONNACK"),
+                    "a CONNACK that fits, or the close",
+                    summary(&other),
+                ))
+            }
+            Err(ProbeError::Closed { .. }) => outcomes.push(format!("{limit}: closed")),
+            Err(ProbeError::Timeout { waited, .. }) => {
+                // Open and silent: does the broker serve a connection it never acknowledged?
+                probe.send(&Packet::PingReq).await?;
+                let served = matches!(probe.receive(context.ms(1000)).await, Ok(Packet::PingResp));
+                let served = if served {
+                    "; a PINGREQ then got a PINGRESP, so the broker took the connection without a CONNACK"
+                } else {
+                    ""
+                };
+                return Err(Failure::expected(
+                    format!(
+                        "with a Maximum Packet Size of {limit}, no CONNACK within {} ms and the connection still \
+                         open{served}",
+                        waited.as_millis()
+                    ),
+                    format!("a CONNACK of at most {limit} bytes, or the close"),
+                    "nothing",
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(Finding::Informational(outcomes.join("; ")))
+}
+
 /// UNSUBSCRIBE of a filter never subscribed: UNSUBACK with the packet id, twice.
 async fn unsubscribe_unknown_filter_answered(context: Context) -> Result<Finding, Failure> {
     let mut probe = context.connected("unsub").await?;
@@ -1410,13 +1463,10 @@ async fn unsubscribe_unknown_filter_answered(context: Context) -> Result<Finding
             if unsuback.reason_codes[0] != ReasonCode::NO_SUBSCRIPTION_EXISTED {
                 finding = either(
                     finding,
-                    should(
-                        &context,
-                        format!(
-                            "the UNSUBACK for a filter never subscribed has 0x{:02X}, not 0x11 (No subscription existed)",
-                            unsuback.reason_codes[0].0
-                        ),
-                    )?,
+                    context.should_not_met(format!(
+                        "the UNSUBACK for a filter never subscribed has 0x{:02X}, not 0x11 (No subscription existed)",
+                        unsuback.reason_codes[0].0
+                    ))?,
                 );
             }
         }

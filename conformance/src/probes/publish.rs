@@ -146,15 +146,6 @@ const RECEIVE_MAXIMUM_TRIED_MAX: u16 = 5_000;
 /// The largest announced Maximum Packet Size [`packet_too_large_closes`] sends one byte over.
 const PACKET_SIZE_TRIED_MAX: u32 = 16 * 1024 * 1024;
 
-/// A SHOULD not met: a failure under `--strict`, else a note.
-fn should_not_met(context: &Context, note: String) -> Result<Finding, Failure> {
-    if context.strict {
-        Err(Failure::new(note))
-    } else {
-        Ok(Finding::Informational(format!("SHOULD not met: {note}")))
-    }
-}
-
 /// A fresh client connects, pings and gets its answer: the broker still serves after closing a
 /// connection on an error.
 async fn side_round_trip(context: &Context) -> Result<(), Failure> {
@@ -291,7 +282,7 @@ async fn expect_not_forwarded(context: &Context, subscriber: &mut Probe, what: &
 
 fn finish(note: Option<String>, context: &Context) -> Result<Finding, Failure> {
     match note {
-        Some(note) => should_not_met(context, note),
+        Some(note) => context.should_not_met(note),
         None => Ok(Finding::Pass),
     }
 }

@@ -295,7 +295,8 @@ fn ack_with_unknown_id_is_unsolicited() {
     );
     assert_eq!(
         flows.handle_puback(&PublishAck::new(0)).unwrap_err().reason_code(),
-        None
+        Some(ReasonCode::PROTOCOL_ERROR),
+        "an ack nothing waits for is a Protocol Error (5.0 §1.2)"
     );
     assert_eq!(snapshot(&flows), before);
     assert!(!flows.is_packet_id_in_use(42));
@@ -623,6 +624,68 @@ fn resume_with_a_smaller_quota_withholds_publishes_until_acks_free_slots() {
         flows.send(message(QoS::AtLeastOnce, "new")).is_ok(),
         "new messages only after the resends"
     );
+}
+
+#[test]
+fn a_discarded_publish_ends_its_flow_as_if_acknowledged_and_frees_its_slot() {
+    let mut flows = flows_with_window(2);
+    let first = flows.send(message(QoS::AtLeastOnce, "one")).unwrap();
+    let second = flows.send(message(QoS::ExactlyOnce, "two")).unwrap();
+    let third = flows.send(message(QoS::ExactlyOnce, "three"));
+    assert_eq!(third, Err(SendError::QuotaExhausted));
+    let pubrel = flows.handle_pubrec(&PublishAck::new(packet_id_of(&second))).unwrap();
+    assert!(pubrel.is_some());
+
+    // A flow waiting for its PUBCOMP is not a PUBLISH any more: nothing to discard.
+    let before = snapshot(&flows);
+    assert_eq!(flows.discard(packet_id_of(&second)), None);
+    assert_eq!(flows.discard(999), None, "no flow uses the id");
+    assert_eq!(snapshot(&flows), before);
+
+    assert_eq!(
+        flows.discard(packet_id_of(&first)),
+        Some(Completed {
+            packet_id: packet_id_of(&first),
+            qos: QoS::AtLeastOnce,
+            reason_code: ReasonCode::SUCCESS,
+        })
+    );
+    assert_eq!(flows.state(packet_id_of(&first)), None);
+    assert!(!flows.is_packet_id_in_use(packet_id_of(&first)));
+    assert!(
+        flows.send(message(QoS::AtLeastOnce, "four")).is_ok(),
+        "the slot is free"
+    );
+    assert_eq!(
+        flows
+            .handle_puback(&PublishAck::new(packet_id_of(&first)))
+            .unwrap_err()
+            .reason_code(),
+        Some(ReasonCode::PROTOCOL_ERROR),
+        "a late PUBACK for it is unsolicited"
+    );
+}
+
+#[test]
+fn a_publish_withheld_at_resume_can_be_discarded_and_is_never_resent() {
+    let mut flows = flows_with_window(4);
+    let sent: Vec<Publish> = (0..3)
+        .map(|_| flows.send(message(QoS::AtLeastOnce, "m")).unwrap())
+        .collect();
+    flows.set_send_quota(1);
+    assert_eq!(flows.resend_on_resume().len(), 1);
+    assert_eq!(flows.resend_pending_count(), 2);
+    assert!(flows.discard(packet_id_of(&sent[1])).is_some());
+    assert_eq!(flows.resend_pending_count(), 1);
+    flows.handle_puback(&PublishAck::new(packet_id_of(&sent[0]))).unwrap();
+    assert_eq!(
+        flows.resend_next(),
+        Some(Publish {
+            dup: true,
+            ..sent[2].clone()
+        })
+    );
+    assert_eq!(flows.resend_next(), None);
 }
 
 #[test]

@@ -475,6 +475,11 @@ proptest! {
                 Ok(None) => break,
                 Err(error) => {
                     prop_assert!(!error.raw.is_empty());
+                    // 5.0 §1.2 makes every rejection a Malformed Packet or a Protocol Error (or a
+                    // more specific code): a 5.0 receiver always has a code to send.
+                    if error.rule.spec == Spec::V5_0 {
+                        prop_assert!(error.reason_code.is_some(), "no reason code for {}", error);
+                    }
                     if buf.len() == before { break; } // a framing error: the stream stops here
                 }
             }

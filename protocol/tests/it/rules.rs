@@ -1,7 +1,8 @@
 //! One test per rule the strict decoder enforces. Goal: each rejection names the right rule
-//! (version + statement id, or version + section) and the reason code the spec assigns, or no code
-//! where the spec assigns none. Method: build the offending bytes with the raw builder (or by
-//! hand), decode them in the right context, and compare kind, rule and code.
+//! (version + statement id, or version + section) and its reason code: in 5.0 always one (0x81
+//! Malformed Packet, 0x82 Protocol Error or a more specific code), in 3.1.1 none. Method: build
+//! the offending bytes with the raw builder (or by hand), decode them in the right context, and
+//! compare kind, rule and code.
 
 use bytes::BytesMut;
 use mqtt_protocol::raw::RawPacket;
@@ -239,10 +240,10 @@ rule!(auth_without_an_authentication_method_is_a_protocol_error:
     => Kind::AuthenticationMethodMissing, "5.0 §3.15.2.2.2", PROTOCOL_ERROR);
 rule!(a_subscription_identifier_from_a_client_publish_is_refused_without_a_code:
     v5_server(), publish_v5(|p| p.variable_byte_integer(PropertyId::SubscriptionIdentifier, 3))
-    => Kind::PropertyNotAllowedFromSender { property: PropertyId::SubscriptionIdentifier, .. }, "5.0 MQTT-3.3.4-6", NO_CODE);
+    => Kind::PropertyNotAllowedFromSender { property: PropertyId::SubscriptionIdentifier, .. }, "5.0 MQTT-3.3.4-6", PROTOCOL_ERROR);
 rule!(session_expiry_in_a_server_disconnect_is_refused_without_a_code:
     v5_client(), RawPacket::new(T::Disconnect, 0).u8(0x8B).properties(|p| p.four_byte(PropertyId::SessionExpiryInterval, 1)).build()
-    => Kind::PropertyNotAllowedFromSender { property: PropertyId::SessionExpiryInterval, .. }, "5.0 MQTT-3.14.2-2", NO_CODE);
+    => Kind::PropertyNotAllowedFromSender { property: PropertyId::SessionExpiryInterval, .. }, "5.0 MQTT-3.14.2-2", PROTOCOL_ERROR);
 
 #[test]
 fn user_properties_may_repeat_and_keep_their_order() {
@@ -280,7 +281,7 @@ rule!(the_connect_reserved_flag_closes_a_3_1_1_connection:
 rule!(will_qos_3_is_malformed:
     new_connection(), connect("MQTT", 5, 0x1E) => Kind::InvalidWillQoS, "5.0 MQTT-3.1.2-12", MALFORMED);
 rule!(will_qos_without_the_will_flag_has_no_code:
-    new_connection(), connect("MQTT", 5, 0x0A) => Kind::WillFieldsWithoutWillFlag, "5.0 MQTT-3.1.2-11", NO_CODE);
+    new_connection(), connect("MQTT", 5, 0x0A) => Kind::WillFieldsWithoutWillFlag, "5.0 MQTT-3.1.2-11", PROTOCOL_ERROR);
 rule!(will_retain_without_the_will_flag_has_no_code:
     new_connection(), connect("MQTT", 4, 0x22) => Kind::WillFieldsWithoutWillFlag, "3.1.1 MQTT-3.1.2-15", NO_CODE);
 rule!(a_password_without_a_user_name_is_refused_in_3_1_1:
@@ -298,7 +299,7 @@ rule!(an_unknown_protocol_name_is_refused:
     new_connection(), connect("MQTX", 5, 0x02) => Kind::InvalidProtocolName { .. }, "5.0 MQTT-3.1.2-1",
     Some(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION));
 rule!(the_first_packet_must_be_connect:
-    new_connection(), [0xC0, 0x00] => Kind::ExpectedConnect { packet_type: T::PingReq }, "5.0 MQTT-3.1.0-1", NO_CODE);
+    new_connection(), [0xC0, 0x00] => Kind::ExpectedConnect { packet_type: T::PingReq }, "5.0 MQTT-3.1.0-1", PROTOCOL_ERROR);
 
 #[test]
 fn a_password_without_a_user_name_is_allowed_in_5_0() {
@@ -332,19 +333,19 @@ fn an_mqtt_3_1_connect_fixes_version_3_1() {
 
 rule!(packet_id_0_has_no_code:
     v5_server(), RawPacket::new(T::Publish, 0b0010).string("a").u16(0).properties(|p| p).build()
-    => Kind::PacketIdZero, "5.0 MQTT-2.2.1-3", NO_CODE);
+    => Kind::PacketIdZero, "5.0 MQTT-2.2.1-3", PROTOCOL_ERROR);
 rule!(packet_id_0_in_3_1_1_subscribe_has_no_code:
     v3_server(), RawPacket::new(T::Subscribe, 2).u16(0).string("a").u8(0).build()
     => Kind::PacketIdZero, "3.1.1 MQTT-2.3.1-1", NO_CODE);
 rule!(dup_on_a_qos_0_publish_has_no_code:
     v5_server(), RawPacket::new(T::Publish, 0b1000).string("a").properties(|p| p).build()
-    => Kind::DupOnQoS0, "5.0 MQTT-3.3.1-2", NO_CODE);
+    => Kind::DupOnQoS0, "5.0 MQTT-3.3.1-2", PROTOCOL_ERROR);
 rule!(a_wildcard_in_a_topic_name_has_no_code:
     v5_server(), RawPacket::new(T::Publish, 0).string("a/+").properties(|p| p).build()
-    => Kind::InvalidTopicName(TopicError::WildcardInName), "5.0 MQTT-3.3.2-2", NO_CODE);
+    => Kind::InvalidTopicName(TopicError::WildcardInName), "5.0 MQTT-3.3.2-2", PROTOCOL_ERROR);
 rule!(a_wildcard_in_a_response_topic_has_no_code:
     v5_server(), publish_v5(|p| p.string(PropertyId::ResponseTopic, "r/#"))
-    => Kind::InvalidTopicName(TopicError::WildcardInName), "5.0 MQTT-3.3.2-14", NO_CODE);
+    => Kind::InvalidTopicName(TopicError::WildcardInName), "5.0 MQTT-3.3.2-14", PROTOCOL_ERROR);
 rule!(an_empty_topic_without_a_topic_alias_is_a_protocol_error_in_5_0:
     v5_server(), RawPacket::new(T::Publish, 0).string("").properties(|p| p).build()
     => Kind::EmptyTopicWithoutAlias, "5.0 §3.3.2.1", PROTOCOL_ERROR);
@@ -375,7 +376,7 @@ rule!(retain_handling_3_is_a_protocol_error:
 rule!(no_local_on_a_shared_subscription_is_a_protocol_error:
     v5_server(), subscribe_v5("$share/g/a", 0x04) => Kind::NoLocalOnSharedSubscription, "5.0 MQTT-3.8.3-4", PROTOCOL_ERROR);
 rule!(an_invalid_topic_filter_has_no_code:
-    v5_server(), subscribe_v5("a/#/b", 0) => Kind::InvalidTopicFilter(TopicError::MultiLevelWildcardNotLast), "5.0 MQTT-4.7.1-1", NO_CODE);
+    v5_server(), subscribe_v5("a/#/b", 0) => Kind::InvalidTopicFilter(TopicError::MultiLevelWildcardNotLast), "5.0 MQTT-4.7.1-1", PROTOCOL_ERROR);
 rule!(
     /// 3.1.1 numbers the wildcard rules one higher than 5.0 does.
     an_invalid_topic_filter_cites_the_3_1_1_statement_in_3_1_1:
@@ -384,7 +385,7 @@ rule!(a_wildcard_in_a_will_topic_cites_the_3_1_1_topic_name_rule:
     new_connection(), RawPacket::new(T::Connect, 0).string("MQTT").u8(4).u8(0x06).u16(60).string("c").string("w/#").binary(b"x").build()
     => Kind::InvalidTopicName(TopicError::WildcardInName), "3.1.1 MQTT-4.7.1-1", NO_CODE);
 rule!(a_shared_filter_with_an_empty_share_name_has_no_code:
-    v5_server(), subscribe_v5("$share//a", 0) => Kind::InvalidTopicFilter(_), "5.0 MQTT-4.8.2-1", NO_CODE);
+    v5_server(), subscribe_v5("$share//a", 0) => Kind::InvalidTopicFilter(_), "5.0 MQTT-4.8.2-1", PROTOCOL_ERROR);
 
 #[test]
 fn a_share_filter_is_an_ordinary_filter_in_3_1_1() {
@@ -398,23 +399,23 @@ fn a_share_filter_is_an_ordinary_filter_in_3_1_1() {
 // ---- acknowledgements, CONNACK, DISCONNECT, AUTH ------------------------------------------
 
 rule!(a_reason_code_not_defined_for_puback_has_no_code:
-    v5_server(), [0x40, 0x03, 0x00, 0x01, 0x05] => Kind::InvalidReasonCode { packet_type: T::PubAck, code: 0x05 }, "5.0 MQTT-3.4.2-1", NO_CODE);
+    v5_server(), [0x40, 0x03, 0x00, 0x01, 0x05] => Kind::InvalidReasonCode { packet_type: T::PubAck, code: 0x05 }, "5.0 MQTT-3.4.2-1", PROTOCOL_ERROR);
 rule!(a_server_only_disconnect_code_from_a_client_has_no_code:
-    v5_server(), [0xE0, 0x01, 0x8B] => Kind::InvalidReasonCode { packet_type: T::Disconnect, code: 0x8B }, "5.0 MQTT-3.14.2-1", NO_CODE);
+    v5_server(), [0xE0, 0x01, 0x8B] => Kind::InvalidReasonCode { packet_type: T::Disconnect, code: 0x8B }, "5.0 MQTT-3.14.2-1", PROTOCOL_ERROR);
 rule!(a_3_1_1_suback_code_other_than_0_1_2_or_0x80_is_refused:
     v3_client(), [0x90, 0x03, 0x00, 0x01, 0x03] => Kind::InvalidReasonCode { packet_type: T::SubAck, code: 0x03 }, "3.1.1 MQTT-3.9.3-2", NO_CODE);
 rule!(a_short_auth_from_a_client_means_success_which_only_a_server_sends:
-    v5_server(), [0xF0, 0x00] => Kind::InvalidReasonCode { packet_type: T::Auth, code: 0 }, "5.0 MQTT-3.15.2-1", NO_CODE);
+    v5_server(), [0xF0, 0x00] => Kind::InvalidReasonCode { packet_type: T::Auth, code: 0 }, "5.0 MQTT-3.15.2-1", PROTOCOL_ERROR);
 rule!(connack_reserved_flags_are_malformed:
     v5_client(), [0x20, 0x03, 0x02, 0x00, 0x00] => Kind::ConnAckReservedFlags { flags: 0x02 }, "5.0 MQTT-3.2.2-1", MALFORMED);
 rule!(a_connack_code_not_defined_for_connack_has_no_code:
-    v5_client(), [0x20, 0x03, 0x00, 0x8E, 0x00] => Kind::InvalidReasonCode { packet_type: T::ConnAck, code: 0x8E }, "5.0 MQTT-3.2.2-8", NO_CODE);
+    v5_client(), [0x20, 0x03, 0x00, 0x8E, 0x00] => Kind::InvalidReasonCode { packet_type: T::ConnAck, code: 0x8E }, "5.0 MQTT-3.2.2-8", PROTOCOL_ERROR);
 rule!(session_present_with_a_failure_code_has_no_code:
-    v5_client(), [0x20, 0x03, 0x01, 0x87, 0x00] => Kind::SessionPresentWithFailure, "5.0 MQTT-3.2.2-6", NO_CODE);
+    v5_client(), [0x20, 0x03, 0x01, 0x87, 0x00] => Kind::SessionPresentWithFailure, "5.0 MQTT-3.2.2-6", PROTOCOL_ERROR);
 rule!(a_3_1_1_connack_return_code_above_5_is_refused:
     v3_client(), [0x20, 0x02, 0x00, 0x06] => Kind::InvalidReasonCode { packet_type: T::ConnAck, code: 6 }, "3.1.1 §3.2.2.3", NO_CODE);
 rule!(a_server_does_not_accept_connack:
-    v5_server(), [0x20, 0x03, 0x00, 0x00, 0x00] => Kind::WrongDirection { packet_type: T::ConnAck, .. }, "5.0 §2.1.2", NO_CODE);
+    v5_server(), [0x20, 0x03, 0x00, 0x00, 0x00] => Kind::WrongDirection { packet_type: T::ConnAck, .. }, "5.0 §2.1.2", PROTOCOL_ERROR);
 rule!(a_3_1_1_server_never_sends_disconnect:
     v3_client(), [0xE0, 0x00] => Kind::WrongDirection { packet_type: T::Disconnect, .. }, "3.1.1 §2.2.1", NO_CODE);
 
