@@ -12,8 +12,8 @@
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | [`model`] | [`Report`], [`Case`], [`Verdict`], [`Evidence`], [`TraceLine`], [`Summary`]; JSON in and out; [`rfc3339`] timestamps |
-//! | [`render`] | [`junit`], [`markdown`], [`html`] (template in `templates/report.html`), [`terminal_summary_line`], [`write_dir`] |
+//! | [`model`] | [`Report`], [`Case`], [`Verdict`], [`Evidence`], [`TraceLine`], [`Summary`]; line [`Chart`]s ([`Series`], [`Scale`]) under `extra["charts"]`; JSON in and out; [`rfc3339`] timestamps |
+//! | [`render`] | [`junit`], [`markdown`] (charts as tables), [`html`] (template in `templates/report.html`; charts as inline SVG), [`terminal_summary_line`], [`write_dir`] |
 //! | [`merge`](mod@merge) | [`merge()`]: shards of one run (seed ranges, bench shards) into one report |
 //! | [`expect`] | [`Expectations`] files (YAML, errors with `path:line:column`) and [`compare`] of a report against one |
 //!
@@ -44,7 +44,7 @@ pub mod render;
 pub use expect::{compare, Comparison, ExpectError, Expectation, Expectations, Mismatch, NotRun, WrongKind};
 pub use merge::{merge, MergeError};
 pub use model::{
-    area_of, rfc3339, Case, Evidence, Kind, Report, ReportError, Summary, Tool, TraceLine, Verdict, SCHEMA_VERSION,
-    TOOL_NAME,
+    area_of, rfc3339, Case, Chart, Evidence, Kind, Report, ReportError, Scale, Series, Summary, Tool, TraceLine,
+    Verdict, CHARTS_KEY, SCHEMA_VERSION, TOOL_NAME,
 };
 pub use render::{html, junit, markdown, terminal_summary_line, write_dir};

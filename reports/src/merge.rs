@@ -16,6 +16,9 @@
 //! - `extra`: every key of every report; where reports disagree on a key, the first report's value
 //!   is kept and nothing records the disagreement. Sections such as benchmark figures need their
 //!   own merge (HDR histograms add up), which the command that owns them does before or after.
+//!   The charts ([`Report::charts`]) are such a section: a merged report keeps the first report's,
+//!   and the command that merges its own figures (bench does) recomputes its charts from the
+//!   merged figures and sets them again ([`Report::set_charts`]).
 
 use std::collections::BTreeMap;
 

@@ -8,6 +8,10 @@
 //! The JSON form is the contract with other tools: field names and enum spellings here are part of
 //! schema version [`SCHEMA_VERSION`]. A change that an older reader would misread bumps it, and
 //! [`Report::from_json`] refuses any version but its own instead of guessing.
+//!
+//! A command that measures (bench) adds line [`Chart`]s under the `charts` key of
+//! [`Report::extra`] ([`Report::set_charts`]); the renderings draw them ([`Report::charts`]), so
+//! that this crate draws figures without knowing the command that computed them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -287,6 +291,121 @@ pub fn area_of(id: &str) -> &str {
     id.split_once('/').map_or(id, |(area, _)| area)
 }
 
+/// The key of [`Report::extra`] that holds the charts (see [`Report::charts`]).
+pub const CHARTS_KEY: &str = "charts";
+
+/// How a chart places its x values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scale {
+    /// In proportion: x is drawn where it lies between the smallest and the largest x, as a time
+    /// series wants.
+    Linear,
+    /// As a percentile spectrum (the usual HDR histogram plot): x is a percentile from 0 to 100,
+    /// drawn at log10(1 / (1 - x/100)), so that 90, 99, 99.9 and 99.99 lie equally far apart and
+    /// the tail, where latency problems show, gets as much room as the body. The maximum (100),
+    /// which would lie at infinity, is drawn a little past the largest other percentile.
+    Percentile,
+}
+
+/// A line chart a command adds to its report: named series of `(x, y)` points over two labelled
+/// axes. In JSON, one object of the `charts` array (see [`Report::charts`]); the renderings draw
+/// it as an SVG line chart (HTML) or list it as a table (Markdown).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Chart {
+    /// What the chart shows, e.g. `Throughput over time`.
+    pub title: String,
+    /// What x measures, with its unit, e.g. `seconds since the start of the measured window`.
+    pub x_label: String,
+    /// What y measures, with its unit, e.g. `messages/s`.
+    pub y_label: String,
+    /// How x is placed; y is always placed in proportion, from 0 (or below, for negative values).
+    pub x_scale: Scale,
+    /// The lines, one per thing measured, drawn in this order.
+    pub series: Vec<Series>,
+}
+
+/// One line of a [`Chart`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// The name the legend shows, e.g. `sent`.
+    pub name: String,
+    /// `(x, y)` points, joined in this order; `[x, y]` pairs in JSON. Finite numbers only (JSON
+    /// has no NaN or infinity), and with [`Scale::Percentile`] every x lies between 0 and 100.
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Chart {
+    /// The first thing wrong with the chart that its types cannot rule out: a point that is not
+    /// finite, or a percentile outside 0 to 100. The problem names the point by its path, e.g.
+    /// `series[0].points[3]: ...`.
+    fn check(&self) -> Result<(), String> {
+        for (series_index, series) in self.series.iter().enumerate() {
+            for (point_index, &(x, y)) in series.points.iter().enumerate() {
+                if !x.is_finite() || !y.is_finite() {
+                    return Err(format!(
+                        "series[{series_index}].points[{point_index}]: [{x}, {y}] is not a pair of finite numbers"
+                    ));
+                }
+                if self.x_scale == Scale::Percentile && !(0.0..=100.0).contains(&x) {
+                    return Err(format!(
+                        "series[{series_index}].points[{point_index}]: x is {x}, but a percentile lies between 0 and 100"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the value of the `charts` key, naming the first thing wrong by its path in the document
+/// (`charts[1].series[0].points[2]: invalid length 1, expected a tuple of size 2`).
+fn charts_from_value(value: &serde_json::Value) -> Result<Vec<Chart>, String> {
+    let serde_json::Value::Array(items) = value else {
+        return Err(format!(
+            "{CHARTS_KEY}: expected an array of charts, found {}",
+            json_kind(value)
+        ));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| chart_from_value(item, &format!("{CHARTS_KEY}[{index}]")))
+        .collect()
+}
+
+/// Reads one chart at `path`. The series and their points are read one by one first, because
+/// serde's error for the whole chart would only say what is wrong, not in which series or point.
+fn chart_from_value(value: &serde_json::Value, path: &str) -> Result<Chart, String> {
+    if let Some(serde_json::Value::Array(series_list)) = value.get("series") {
+        for (series_index, series) in series_list.iter().enumerate() {
+            let series_path = format!("{path}.series[{series_index}]");
+            if let Some(serde_json::Value::Array(points)) = series.get("points") {
+                for (point_index, point) in points.iter().enumerate() {
+                    <(f64, f64)>::deserialize(point)
+                        .map_err(|error| format!("{series_path}.points[{point_index}]: {error}"))?;
+                }
+            }
+            Series::deserialize(series).map_err(|error| format!("{series_path}: {error}"))?;
+        }
+    }
+    let chart = Chart::deserialize(value).map_err(|error| format!("{path}: {error}"))?;
+    chart.check().map_err(|problem| format!("{path}.{problem}"))?;
+    Ok(chart)
+}
+
+/// What a JSON value is, for error messages: `an object`, `null`.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 /// The results of one run of one command.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -308,7 +427,7 @@ pub struct Report {
     /// The cases, in the order they ran.
     pub cases: Vec<Case>,
     /// Sections a command adds beyond cases (check: `coverage`, `behaviour`, `broker`; bench:
-    /// figures), at the top level of the document beside the fixed keys; keys a reader does not
+    /// figures, and [`CHARTS_KEY`] read by [`Report::charts`]), at the top level of the document beside the fixed keys; keys a reader does not
     /// know land here too, so they survive a round trip.
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -394,6 +513,39 @@ impl Report {
             Some(found) if found != u64::from(SCHEMA_VERSION) => Err(ReportError::UnsupportedSchemaVersion { found }),
             Some(_) => Ok(serde_json::from_str(text)?),
         }
+    }
+
+    /// The charts under [`CHARTS_KEY`] in [`Report::extra`]; none when the key is absent.
+    ///
+    /// The section is read here rather than when the report is read, so that a malformed chart
+    /// costs its figures, not the report: the error names the first thing wrong by its path,
+    /// e.g. ``charts[1]: missing field `x_scale` `` or `charts[0].series[1].points[2]: ...`, and
+    /// the renderings show it in place of the charts. Keys of a chart this crate does not know are
+    /// ignored.
+    pub fn charts(&self) -> Result<Vec<Chart>, String> {
+        match self.extra.get(CHARTS_KEY) {
+            None => Ok(Vec::new()),
+            Some(value) => charts_from_value(value),
+        }
+    }
+
+    /// Puts `charts` under [`CHARTS_KEY`] in [`Report::extra`], replacing any there, for the
+    /// renderings to draw. [`Report::charts`] reads back exactly what was set.
+    ///
+    /// # Panics
+    ///
+    /// When a point is not finite or a percentile lies outside 0 to 100 (the message names the
+    /// chart and the point). JSON cannot hold the first, no axis can place the second, and both are
+    /// bugs in the command that computed the figures (a rate over a window of zero length, say);
+    /// failing here, in that command, beats writing a report whose charts no reader accepts.
+    pub fn set_charts(&mut self, charts: &[Chart]) {
+        for (index, chart) in charts.iter().enumerate() {
+            if let Err(problem) = chart.check() {
+                panic!("chart {index} ({:?}) cannot be written: {problem}", chart.title);
+            }
+        }
+        let value = serde_json::to_value(charts).expect("checked charts serialize: string keys, finite numbers");
+        self.extra.insert(CHARTS_KEY.to_owned(), value);
     }
 }
 

@@ -1,14 +1,551 @@
-//! `mqtt-harness bench`: load generation against a broker.
+//! `mqtt-harness bench`: open-loop load against a broker, with end-to-end latency, exact loss
+//! accounting, `--max` rate search, `--compare` of two brokers in alternation, and shards.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use mqtt_broker::Config;
+use mqtt_loadgen::figures::{verdicts, Figures};
+use mqtt_loadgen::workload::{parse_duration, Arrivals, PayloadSize, Shape, Shard, Workload};
+use mqtt_loadgen::{Progress, Target};
+use mqtt_protocol::{ProtocolVersion, QoS};
+use mqtt_reports::{Kind, Report, Verdict};
+use mqtt_scenarios::live::ReferenceBroker;
+
+use super::output;
+use super::{reach, EXIT_FAILED, EXIT_USAGE};
+
+/// Loads a broker on a schedule and measures throughput, end-to-end latency and loss. Open loop:
+/// each publisher sends on its schedule whatever the broker does, and latency counts from the
+/// intended send time, so a stalling broker shows up as latency. Exit 0 when the run completed and
+/// met what its QoS promises, 1 on loss at QoS 1/2 (unless --allow-loss), a duplicate at QoS 2, a
+/// rate that could not be offered or a connection that ended early, 2 on bad arguments or an
+/// unreachable broker.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
+    mqtt-harness bench mqtt://127.0.0.1:1883 --publishers 10 --subscribers 10 --qos 1 --rate 10000\n  \
+    mqtt-harness bench mqtt://127.0.0.1:1883 --publishers 1 --subscribers 50 --max --slo-p99 20ms\n  \
+    mqtt-harness bench mqtt://127.0.0.1:1883 --compare mqtt://127.0.0.1:1884 --rate 5000\n  \
+    mqtt-harness bench mqtt://broker:1883 --rate 100000 --publishers 100 --subscribers 100 --shard 0/4 --json s0.json")]
 pub struct Args {
-    /// The broker to load, e.g. mqtt://127.0.0.1:1883.
+    /// The broker, e.g. mqtt://127.0.0.1:1883 (credentials as mqtt://user:password@host:port).
+    /// Without one, the reference broker is started in this process and loaded.
     #[arg(value_name = "URL")]
-    pub broker: String,
+    pub broker: Option<String>,
+    /// Publishing connections.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub publishers: usize,
+    /// Subscribing connections.
+    #[arg(long, default_value_t = 1, value_name = "M")]
+    pub subscribers: usize,
+    /// Topic groups: publisher i and subscriber j use group i mod T and j mod T [default: the
+    /// smaller of publishers and subscribers, so 1→N is fan-out, N→1 fan-in, N→N pairs].
+    #[arg(long, value_name = "T")]
+    pub topics: Option<usize>,
+    /// How subscribers listen to their group: topic (the exact topic), wildcard (a filter with +
+    /// matching it), shared (members of one $share group per topic; 5.0).
+    #[arg(long, default_value = "topic", value_name = "SHAPE")]
+    pub shape: Shape,
+    /// QoS of publishes and subscriptions: 0, 1 or 2.
+    #[arg(short, long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// Total messages per second across all publishers (and all shards).
+    #[arg(long, value_name = "MSGS_PER_S", required_unless_present = "max")]
+    pub rate: Option<f64>,
+    /// Payload bytes: a number, or MIN..MAX for sizes uniform over the range (at least 24: the
+    /// payload carries its publisher, sequence number and send time).
+    #[arg(short = 's', long, default_value = "64", value_name = "BYTES")]
+    pub payload_bytes: PayloadSize,
+    /// The measured window (30s, 2m, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Duration,
+    /// Sent and delivered before the window, not measured.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub warmup: Duration,
+    /// Publish with the retain flag.
+    #[arg(long)]
+    pub retain: bool,
+    /// MQTT version: 5.0 or 3.1.1.
+    #[arg(long, default_value = "5.0", value_name = "VERSION", value_parser = parse_version)]
+    pub protocol: ProtocolVersion,
+    /// When messages are due: even (evenly spaced) or poisson (exponential gaps, from --seed).
+    #[arg(long, default_value = "even", value_name = "ARRIVALS")]
+    pub arrivals: Arrivals,
+    /// Seeds Poisson arrivals and payload sizes.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Client ids are PREFIX-RUN-pN and PREFIX-RUN-sN.
+    #[arg(long, default_value = "mqtt-harness-bench", value_name = "PREFIX")]
+    pub client_id_prefix: String,
+    /// Topics are PREFIX/RUN/GROUP/m.
+    #[arg(long, default_value = "mqtt-harness/bench", value_name = "PREFIX")]
+    pub topic_prefix: String,
+    /// QoS 1/2 messages a publisher may have unacknowledged (the broker's Receive Maximum also
+    /// bounds it).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub inflight: u16,
+    /// User name (or give it in the URL).
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (or give it in the URL).
+    #[arg(short = 'P', long = "pw", value_name = "PASSWORD")]
+    pub password: Option<String>,
+    /// Run shard K (from 0) of N: the topic groups numbered K mod N, publishers and subscribers
+    /// together. Merge the shards' --json files with `mqtt-harness report merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+    /// Do not fail the run on loss at QoS 1/2 (it is still reported).
+    #[arg(long)]
+    pub allow_loss: bool,
+    /// Search for the highest rate that holds --slo-p99 with no loss, and print it.
+    #[arg(long, conflicts_with = "compare")]
+    pub max: bool,
+    /// The latency --max must hold at p99.
+    #[arg(long, default_value = "50ms", value_parser = parse_duration, value_name = "DURATION")]
+    pub slo_p99: Duration,
+    /// Run the same workload against this second broker too, in alternation (A B A B), and print
+    /// the ratio of each figure.
+    #[arg(long, value_name = "URL_B")]
+    pub compare: Option<String>,
+    /// Rounds of --compare (each runs both brokers once).
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+    /// Write report.json, junit.xml, report.html and report.md to DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Write the result (report.json) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Generator threads, each running whole topic groups (publishers and subscribers together).
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+    /// Write the latency histograms, one per second, as an HDR interval log to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<PathBuf>,
 }
 
-pub fn run(_args: Args) -> ExitCode {
-    super::not_implemented("bench")
+fn parse_version(text: &str) -> Result<ProtocolVersion, String> {
+    match text {
+        "5" | "5.0" => Ok(ProtocolVersion::V5),
+        "3.1.1" | "4" => Ok(ProtocolVersion::V3_1_1),
+        other => Err(format!("`{other}`: use 5.0 or 3.1.1")),
+    }
+}
+
+fn qos_of(value: u8) -> QoS {
+    match value {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+impl Args {
+    fn workload(&self, rate: f64) -> Workload {
+        Workload {
+            publishers: self.publishers,
+            subscribers: self.subscribers,
+            topics: self
+                .topics
+                .unwrap_or_else(|| Workload::default_topics(self.publishers, self.subscribers)),
+            shape: self.shape,
+            qos: qos_of(self.qos),
+            rate,
+            payload: self.payload_bytes,
+            retain: self.retain,
+            version: self.protocol,
+            arrivals: self.arrivals,
+            seed: self.seed,
+            warmup: self.warmup,
+            duration: self.duration,
+            shard: self.shard.unwrap_or(Shard::WHOLE),
+            client_id_prefix: self.client_id_prefix.clone(),
+            topic_prefix: self.topic_prefix.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            inflight: self.inflight,
+        }
+    }
+}
+
+/// A broker being loaded: one given by URL, or the reference broker in this process.
+struct Loaded {
+    target: Target,
+    _reference: Option<ReferenceBroker>,
+}
+
+fn loaded(text: Option<&str>, args: &Args) -> Result<(Loaded, Option<String>, Option<String>), String> {
+    match text {
+        None => {
+            let broker = ReferenceBroker::start(Config::default())
+                .map_err(|error| format!("cannot start the reference broker: {error}"))?;
+            let target = Target {
+                address: broker.address(),
+                url: "reference broker (in process)".into(),
+            };
+            Ok((
+                Loaded {
+                    target,
+                    _reference: Some(broker),
+                },
+                args.username.clone(),
+                args.password.clone(),
+            ))
+        }
+        Some(text) => {
+            let (address, url) = reach(text)?;
+            let username = args.username.clone().or(url.username);
+            let password = args.password.clone().or(url.password);
+            Ok((
+                Loaded {
+                    target: Target {
+                        address,
+                        url: text.to_owned(),
+                    },
+                    _reference: None,
+                },
+                username,
+                password,
+            ))
+        }
+    }
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start a runtime: {error}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> ExitCode {
+    let rate = args.rate.unwrap_or(1000.0);
+    let mut workload = args.workload(rate);
+    if let Err(error) = workload.validate() {
+        eprintln!("bench: {error}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let (a, username, password) = match loaded(args.broker.as_deref(), &args) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    workload.username = username;
+    workload.password = password;
+    if args.max {
+        return search_max(&args, &workload, &a.target).await;
+    }
+    if let Some(url_b) = &args.compare {
+        let (b, username, password) = match loaded(Some(url_b), &args) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                eprintln!("--compare: {error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        let workload_b = Workload {
+            username: username.or(workload.username.clone()),
+            password: password.or(workload.password.clone()),
+            ..workload.clone()
+        };
+        return compare(&args, &workload, &a.target, &workload_b, &b.target).await;
+    }
+    print_plan(&workload, &a.target);
+    let figures = match one_run(&workload, &a.target, usize::from(args.threads), true).await {
+        Ok(figures) => figures,
+        Err(error) => {
+            eprintln!("bench: {error}");
+            return ExitCode::from(if error.starts_with("connection refused") {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILED
+            });
+        }
+    };
+    print_figures(&figures);
+    let report = report_of(&args, &workload, &a.target, figures);
+    let failed = report.cases.iter().any(|case| case.verdict == Verdict::Fail);
+    print_verdicts(&report);
+    if let Some(path) = &args.hdr_log {
+        match Figures::from_report(&report).and_then(|figures| mqtt_loadgen::figures::interval_log(&figures)) {
+            Ok(text) => {
+                if let Err(error) = output::write_file(path, &text) {
+                    eprintln!("{error}");
+                    return ExitCode::from(EXIT_FAILED);
+                }
+                eprintln!("wrote {}", path.display());
+            }
+            Err(error) => {
+                eprintln!("cannot write the HDR log: {error}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        }
+    }
+    output::finish(&report, args.report_dir.as_deref(), args.json.as_deref(), failed, &[])
+}
+
+/// One run, with a live progress line on a terminal.
+async fn one_run(workload: &Workload, target: &Target, threads: usize, show_progress: bool) -> Result<Figures, String> {
+    let terminal = show_progress && std::io::stderr().is_terminal();
+    let mut on_progress = |progress: &Progress| {
+        if terminal {
+            eprint!(
+                "\r\x1b[2K{:>10} {:>5.1}/{:.0} s  sent {:>9.0}/s  received {:>9.0}/s  not offered {}  errors {}",
+                progress.phase.name(),
+                progress.elapsed.as_secs_f64(),
+                progress.total.as_secs_f64(),
+                progress.sent_per_s,
+                progress.received_per_s,
+                progress.not_offered,
+                progress.errors
+            );
+        }
+    };
+    let result = mqtt_loadgen::run(workload, target, threads, &mut on_progress).await;
+    if terminal {
+        eprint!("\r\x1b[2K");
+    }
+    result
+}
+
+fn print_plan(workload: &Workload, target: &Target) {
+    println!(
+        "bench: {} → {} publishers, {} subscribers, {} topic groups ({}), QoS {}, {:.0} msgs/s, {} B payloads, {} + {} warm-up{}",
+        target.url,
+        workload.publishers,
+        workload.subscribers,
+        workload.topics,
+        workload.shape.name(),
+        workload.qos as u8,
+        workload.rate,
+        workload.payload,
+        mqtt_loadgen::workload::format_duration(workload.duration),
+        mqtt_loadgen::workload::format_duration(workload.warmup),
+        if workload.shard.count > 1 {
+            format!(", shard {}", workload.shard)
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// The final table.
+fn print_figures(figures: &Figures) {
+    let t = &figures.throughput;
+    let rows: Vec<(&str, String)> = vec![
+        ("requested", format!("{:.0} msgs/s", t.requested_per_s)),
+        ("sent", format!("{:.0} msgs/s", t.sent_per_s)),
+        ("received", format!("{:.0} msgs/s", t.received_per_s)),
+        (
+            "latency µs",
+            percentiles_line(&figures.latency_us),
+        ),
+        ("ack latency µs", percentiles_line(&figures.ack_latency_us)),
+        ("connect µs", percentiles_line(&figures.connect_latency_us)),
+        ("schedule lag µs", percentiles_line(&figures.schedule_lag_us)),
+        (
+            "deliveries",
+            format!(
+                "{} owed, {} received, {} lost, {} duplicated, {} reordered",
+                figures.expected, figures.received, figures.lost, figures.duplicated, figures.reordered
+            ),
+        ),
+        (
+            "sent",
+            format!(
+                "{} sent, {} not offered, {} refused, {} unacknowledged",
+                figures.sent, figures.not_offered, figures.refused, figures.unacknowledged
+            ),
+        ),
+        (
+            "generator",
+            format!(
+                "{:.2} CPU s, {:.2} µs CPU per delivered message ({:.2} µs in its own code, the rest in the kernel), {:.0}% of {} cores, {} MiB",
+                figures.generator.cpu_seconds,
+                figures.generator.cpu_us_per_message,
+                figures.generator.user_cpu_us_per_message,
+                figures.generator.cpu_share * 100.0,
+                figures.machine.cores,
+                figures.generator.rss_kib / 1024
+            ),
+        ),
+    ];
+    for (label, value) in rows {
+        println!("  {label:<16} {value}");
+    }
+    for error in figures.errors.iter().take(5) {
+        println!("  error: {error}");
+    }
+    for warning in &figures.warnings {
+        println!("  warning: {warning}");
+    }
+}
+
+fn percentiles_line(p: &mqtt_loadgen::figures::Percentiles) -> String {
+    if p.count == 0 {
+        return "none".into();
+    }
+    format!(
+        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples)",
+        p.p50, p.p90, p.p99, p.p999, p.max, p.count
+    )
+}
+
+fn print_verdicts(report: &Report) {
+    let colour = output::colour();
+    for case in &report.cases {
+        println!(
+            "{} {}  {}",
+            output::verdict_label(case.verdict, colour),
+            case.id,
+            case.evidence.message
+        );
+    }
+}
+
+fn report_of(args: &Args, workload: &Workload, target: &Target, figures: Figures) -> Report {
+    let mut report = output::new_report(Kind::Bench, &target.url);
+    report.parameters = mqtt_loadgen::run::parameters(workload);
+    report
+        .parameters
+        .insert("allow_loss".into(), serde_json::json!(args.allow_loss));
+    let version = if workload.version.is_v5() { "5.0" } else { "3.1.1" };
+    for case in verdicts(&figures, workload.qos, args.allow_loss, version) {
+        report.push(case);
+    }
+    figures.into_report(&mut report);
+    report
+}
+
+/// `--max`: the highest rate holding the p99 objective with no loss.
+async fn search_max(args: &Args, workload: &Workload, target: &Target) -> ExitCode {
+    let objective = args.slo_p99;
+    println!(
+        "bench --max: {} → the highest rate with p99 ≤ {} and no loss ({} per step)",
+        target.url,
+        mqtt_loadgen::workload::format_duration(objective),
+        mqtt_loadgen::workload::format_duration(workload.duration)
+    );
+    let mut step = |rate: f64| {
+        let workload = Workload {
+            rate,
+            ..workload.clone()
+        };
+        async move {
+            let figures = one_run(&workload, target, usize::from(args.threads), true).await?;
+            let holds = figures.lost == 0
+                && figures.not_offered == 0
+                && figures.errors.is_empty()
+                && figures.throughput.sent_per_s >= rate * mqtt_loadgen::figures::RATE_OFFERED_SHARE
+                && figures.latency_us.count > 0
+                && Duration::from_micros(figures.latency_us.p99) <= objective;
+            println!(
+                "  {rate:>10.0} msgs/s: received {:>10.0}/s, p99 {} µs, lost {}, not offered {} → {}",
+                figures.throughput.received_per_s,
+                figures.latency_us.p99,
+                figures.lost,
+                figures.not_offered,
+                if holds { "holds" } else { "does not hold" }
+            );
+            Ok::<(bool, Figures), String>((holds, figures))
+        }
+    };
+    match mqtt_loadgen::search::highest_rate(args.rate.unwrap_or(1000.0), &mut step).await {
+        Ok(Some((rate, figures))) => {
+            println!(
+                "max: {rate:.0} msgs/s holds p99 ≤ {} µs with no loss",
+                objective.as_micros()
+            );
+            let workload = Workload {
+                rate,
+                ..workload.clone()
+            };
+            let mut report = report_of(args, &workload, target, figures);
+            report.parameters.insert("max_rate".into(), serde_json::json!(rate));
+            output::finish(&report, args.report_dir.as_deref(), args.json.as_deref(), false, &[])
+        }
+        Ok(None) => {
+            println!(
+                "max: no rate tried holds p99 ≤ {} µs with no loss",
+                objective.as_micros()
+            );
+            ExitCode::from(EXIT_FAILED)
+        }
+        Err(error) => {
+            eprintln!("bench --max: {error}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// `--compare`: A B A B ..., then each figure's median per broker and their ratio.
+async fn compare(args: &Args, workload_a: &Workload, a: &Target, workload_b: &Workload, b: &Target) -> ExitCode {
+    println!(
+        "bench --compare: {} (A) against {} (B), {} rounds of A then B (B then A every other round)",
+        a.url, b.url, args.rounds
+    );
+    let mut runs_a = Vec::new();
+    let mut runs_b = Vec::new();
+    for round in 0..args.rounds {
+        let order: [(bool, &Workload, &Target); 2] = if round % 2 == 0 {
+            [(true, workload_a, a), (false, workload_b, b)]
+        } else {
+            [(false, workload_b, b), (true, workload_a, a)]
+        };
+        for (is_a, workload, target) in order {
+            match one_run(workload, target, usize::from(args.threads), true).await {
+                Ok(figures) => {
+                    println!(
+                        "  round {} {}: received {:.0}/s, p99 {} µs, lost {}",
+                        round + 1,
+                        if is_a { "A" } else { "B" },
+                        figures.throughput.received_per_s,
+                        figures.latency_us.p99,
+                        figures.lost
+                    );
+                    if is_a {
+                        runs_a.push(figures);
+                    } else {
+                        runs_b.push(figures);
+                    }
+                }
+                Err(error) => {
+                    eprintln!("bench --compare: {} failed: {error}", target.url);
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            }
+        }
+    }
+    let comparison = mqtt_loadgen::compare::Comparison::of(&runs_a, &runs_b);
+    println!("{:<28} {:>14} {:>14} {:>8}", "figure (median)", "A", "B", "A/B");
+    for row in &comparison.rows {
+        println!(
+            "{:<28} {:>14.1} {:>14.1} {:>8}",
+            row.figure,
+            row.a,
+            row.b,
+            row.ratio_text()
+        );
+    }
+    // The report holds A's last run, whole, and the comparison of all of them.
+    let Some(last_a) = runs_a.last().cloned() else {
+        return ExitCode::from(EXIT_FAILED);
+    };
+    let mut report = report_of(args, workload_a, a, last_a);
+    report.extra.insert("compare".into(), comparison.to_json(&b.url));
+    let failed = report.cases.iter().any(|case| case.verdict == Verdict::Fail)
+        || runs_b.iter().any(|figures| {
+            verdicts(figures, workload_b.qos, args.allow_loss, "")
+                .iter()
+                .any(|case| case.verdict == Verdict::Fail)
+        });
+    output::finish(&report, args.report_dir.as_deref(), args.json.as_deref(), failed, &[])
 }

@@ -1,8 +1,7 @@
 //! The command line: one module per subcommand, parsed with clap's derive API.
 //!
-//! Exit codes: 0 success; 1 a check, scenario or expectation failed; 2 usage error (clap's, a bad
-//! scenario file, a broker that cannot be reached); 3 the subcommand's capability has not landed
-//! yet.
+//! Exit codes: 0 success; 1 a check, scenario, expectation or bench verdict failed; 2 usage error
+//! (clap's, a bad scenario file, a broker that cannot be reached).
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -48,8 +47,6 @@ enum Command {
     Report(report::Args),
 }
 
-/// Exit code for a subcommand whose capability has not landed yet (2 stays clap's usage error).
-pub const EXIT_NOT_IMPLEMENTED: u8 = 3;
 /// Exit code when a check, scenario or expectation failed.
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for bad input: arguments, a scenario file, a broker that cannot be reached.
@@ -141,10 +138,4 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::Report(args) => report::run(args),
     }
-}
-
-/// Says on stderr that `name` has not landed yet and returns exit code 3.
-fn not_implemented(name: &str) -> ExitCode {
-    eprintln!("`{name}`: not implemented yet");
-    ExitCode::from(EXIT_NOT_IMPLEMENTED)
 }

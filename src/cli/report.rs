@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use mqtt_reports::{merge, render, Report};
+use mqtt_reports::{merge, render, Kind, Report};
 
 use super::output;
 use super::{EXIT_FAILED, EXIT_USAGE};
@@ -88,7 +88,14 @@ pub fn run(args: Args) -> ExitCode {
                     }
                 }
             }
-            let merged = match merge(reports) {
+            let is_bench = reports.first().is_some_and(|report| report.kind == Kind::Bench);
+            let merged = if is_bench {
+                // Bench figures add up exactly (histograms added), and the verdicts are judged again.
+                mqtt_loadgen::figures::merge_reports(reports)
+            } else {
+                merge(reports).map_err(|error| error.to_string())
+            };
+            let merged = match merged {
                 Ok(merged) => merged,
                 Err(error) => {
                     eprintln!("report merge: {error}");

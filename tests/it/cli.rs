@@ -26,14 +26,3 @@ fn a_usage_error_exits_2() {
     assert_eq!(harness(&["check", "--no-such-flag"]).status.code(), Some(2));
     assert_eq!(harness(&["no-such-subcommand"]).status.code(), Some(2));
 }
-
-#[test]
-fn subcommands_not_yet_landed_say_so_and_exit_3() {
-    let cases: [&[&str]; 1] = [&["bench", "mqtt://127.0.0.1:1883"]];
-    for args in cases {
-        let output = harness(args);
-        assert_eq!(output.status.code(), Some(3), "{args:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(stderr.trim(), format!("`{}`: not implemented yet", args[0]), "{args:?}");
-    }
-}

@@ -268,3 +268,190 @@ fn parameters_keep_their_json_types_through_a_round_trip() {
     let read_back = Report::from_json(&report.to_json_pretty()).expect("reads back");
     assert_eq!(read_back.parameters, report.parameters);
 }
+
+#[test]
+fn charts_read_back_exactly_what_was_set() {
+    // Goal: the charts bench sets are the charts every rendering draws, to the last bit.
+    // Method: set charts whose numbers do not print short (a third, 1e-300, 99.999), write the
+    // report as JSON, read it back, and compare the charts and the whole report.
+    let mut charts = support::charts();
+    charts[0].series[0].points.push((1.0 / 3.0, 1e-300));
+    charts[1].series[0].points.insert(5, (99.999, 1234.5678901234567));
+    let mut report = support::report();
+    report.set_charts(&charts);
+    let read_back = Report::from_json(&report.to_json_pretty()).expect("reads back");
+    assert_eq!(read_back.charts().expect("charts read"), charts);
+    assert_eq!(read_back, report);
+}
+
+#[test]
+fn charts_are_written_in_the_shape_the_load_generator_and_other_tools_use() {
+    // Goal: the JSON shape is a contract with bench and with other tools, so it is checked
+    // literally in both directions, not only through a round trip of our own types.
+    let report = support::bench_report();
+    let value: serde_json::Value = serde_json::from_str(&report.to_json_pretty()).expect("JSON");
+    let throughput = &value["charts"][0];
+    assert_eq!(throughput["title"], json!("Throughput over time"));
+    assert_eq!(throughput["x_scale"], json!("linear"));
+    assert_eq!(throughput["series"][0]["name"], json!("sent"));
+    assert_eq!(throughput["series"][0]["points"][1], json!([1.0, 1002.0]));
+    assert_eq!(value["charts"][1]["x_scale"], json!("percentile"));
+
+    let mut written_by_bench = Report::new(Kind::Bench, "0.1.0", "2026-11-29T09:10:55Z", "mqtt://127.0.0.1:1883");
+    written_by_bench.extra.insert(
+        CHARTS_KEY.to_owned(),
+        json!([
+            { "title": "Throughput over time", "x_label": "seconds since the start of the measured window",
+              "y_label": "messages/s", "x_scale": "linear",
+              "series": [ { "name": "sent", "points": [[0, 1000.0], [1, 1002.0]] } ] },
+            { "title": "End-to-end latency by percentile", "x_label": "percentile", "y_label": "µs",
+              "x_scale": "percentile",
+              "series": [ { "name": "end to end", "points": [[0.0, 80.0], [99.9, 900.0], [100.0, 1500.0]] } ] }
+        ]),
+    );
+    let charts = written_by_bench.charts().expect("the documented shape reads");
+    assert_eq!(charts.len(), 2);
+    assert_eq!(charts[0].x_scale, Scale::Linear);
+    assert_eq!(charts[0].series[0].points, [(0.0, 1000.0), (1.0, 1002.0)]);
+    assert_eq!(charts[1].x_scale, Scale::Percentile);
+    assert_eq!(charts[1].series[0].points[2], (100.0, 1500.0));
+}
+
+#[test]
+fn a_report_without_charts_has_none_and_setting_none_leaves_an_empty_list() {
+    let mut report = support::report();
+    assert_eq!(report.charts(), Ok(Vec::new()));
+    report.set_charts(&[]);
+    assert_eq!(report.extra[CHARTS_KEY], json!([]));
+    assert_eq!(report.charts(), Ok(Vec::new()));
+}
+
+#[test]
+fn malformed_charts_are_an_error_that_names_where_and_what_is_wrong() {
+    // Goal: a malformed section costs its charts, not the report, and the error leads to the
+    // broken value. Method: one malformation at a time on the documented shape; each report still
+    // reads, and `charts()` names the path and the problem.
+    let good = || {
+        json!({ "title": "t", "x_label": "x", "y_label": "y", "x_scale": "linear",
+                "series": [ { "name": "a", "points": [[0, 1.0], [1, 2.0]] } ] })
+    };
+    let mut missing_scale = good();
+    missing_scale.as_object_mut().expect("an object").remove("x_scale");
+    let mut unknown_scale = good();
+    unknown_scale["x_scale"] = json!("log");
+    let mut short_point = good();
+    short_point["series"][0]["points"][1] = json!([1]);
+    let mut text_point = good();
+    text_point["series"][0]["points"][0] = json!([0, "fast"]);
+    let mut nameless_series = good();
+    nameless_series["series"][0]
+        .as_object_mut()
+        .expect("an object")
+        .remove("name");
+    let mut percentile_past_100 = good();
+    percentile_past_100["x_scale"] = json!("percentile");
+    percentile_past_100["series"][0]["points"][1] = json!([150, 2.0]);
+    let cases = [
+        (
+            json!({"title": "t"}),
+            "charts: expected an array of charts, found an object",
+        ),
+        (
+            json!([good(), "a chart"]),
+            "charts[1]: invalid type: string \"a chart\"",
+        ),
+        (json!([good(), missing_scale]), "charts[1]: missing field `x_scale`"),
+        (
+            json!([unknown_scale]),
+            "charts[0]: unknown variant `log`, expected `linear` or `percentile`",
+        ),
+        (
+            json!([short_point]),
+            "charts[0].series[0].points[1]: invalid length 1, expected a tuple of size 2",
+        ),
+        (
+            json!([text_point]),
+            "charts[0].series[0].points[0]: invalid type: string \"fast\", expected f64",
+        ),
+        (json!([nameless_series]), "charts[0].series[0]: missing field `name`"),
+        (
+            json!([percentile_past_100]),
+            "charts[0].series[0].points[1]: x is 150, but a percentile lies between 0 and 100",
+        ),
+    ];
+    for (charts, expected) in cases {
+        let mut report = support::report();
+        report.extra.insert(CHARTS_KEY.to_owned(), charts);
+        let read_back = Report::from_json(&report.to_json_pretty()).expect("the report itself still reads");
+        let error = read_back.charts().expect_err(expected);
+        assert!(error.starts_with(expected), "expected {expected:?}, got {error:?}");
+    }
+}
+
+#[test]
+#[should_panic(
+    expected = "chart 1 (\"End-to-end latency by percentile\") cannot be written: series[0].points[2]: [90, NaN] is not a pair of finite numbers"
+)]
+fn set_charts_refuses_a_point_that_is_not_a_number() {
+    let mut charts = support::charts();
+    charts[1].series[0].points[2].1 = f64::NAN;
+    support::report().set_charts(&charts);
+}
+
+#[test]
+#[should_panic(expected = "series[0].points[0]: x is -1, but a percentile lies between 0 and 100")]
+fn set_charts_refuses_a_percentile_below_0() {
+    let mut charts = support::charts();
+    charts[1].series[0].points[0].0 = -1.0;
+    support::report().set_charts(&charts);
+}
+
+fn finite() -> impl Strategy<Value = f64> {
+    any::<f64>().prop_filter("finite", |float| float.is_finite())
+}
+
+fn chart() -> impl Strategy<Value = Chart> {
+    let scale = prop::sample::select(vec![Scale::Linear, Scale::Percentile]);
+    // A percentile beside each point, with its ends likely, for the percentile scale to use as x.
+    let percentile = prop_oneof![Just(0.0), Just(100.0), 0.0..=100.0];
+    let points = prop::collection::vec((finite(), finite(), percentile), 0..6);
+    (
+        text(),
+        text(),
+        text(),
+        scale,
+        prop::collection::vec((text(), points), 0..3),
+    )
+        .prop_map(|(title, x_label, y_label, x_scale, series)| Chart {
+            title,
+            x_label,
+            y_label,
+            x_scale,
+            series: series
+                .into_iter()
+                .map(|(name, points)| Series {
+                    name,
+                    points: points
+                        .into_iter()
+                        .map(|(x, y, percentile)| {
+                            if x_scale == Scale::Percentile {
+                                (percentile, y)
+                            } else {
+                                (x, y)
+                            }
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+}
+
+proptest! {
+    #[test]
+    fn any_charts_read_back_exactly(charts in prop::collection::vec(chart(), 0..3)) {
+        let mut report = support::report();
+        report.set_charts(&charts);
+        let read_back = Report::from_json(&report.to_json_pretty()).map_err(|error| TestCaseError::fail(error.to_string()))?;
+        prop_assert_eq!(read_back.charts().map_err(TestCaseError::fail)?, charts);
+    }
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use mqtt_reports::{Case, Kind, Report, TraceLine, Verdict};
+use mqtt_reports::{Case, Chart, Kind, Report, Scale, Series, TraceLine, Verdict};
 
 /// A case with a title, a statement, a duration and a rerun command.
 pub fn case(id: &str, version: &str, verdict: Verdict) -> Case {
@@ -71,6 +71,54 @@ pub fn report() -> Report {
     informational.evidence.notes = vec!["closed 0.4 s before 1.5 x keep alive".to_owned()];
     informational.flaky = true;
     report.push(informational);
+    report
+}
+
+/// The two charts bench draws, as in the example of the charts' JSON shape: a throughput time
+/// series of two series, and a latency percentile spectrum that ends at the maximum (100).
+pub fn charts() -> Vec<Chart> {
+    vec![
+        Chart {
+            title: "Throughput over time".to_owned(),
+            x_label: "seconds since the start of the measured window".to_owned(),
+            y_label: "messages/s".to_owned(),
+            x_scale: Scale::Linear,
+            series: vec![
+                Series {
+                    name: "sent".to_owned(),
+                    points: vec![(0.0, 1000.0), (1.0, 1002.0), (2.0, 999.5)],
+                },
+                Series {
+                    name: "received".to_owned(),
+                    points: vec![(0.0, 998.0), (1.0, 1004.0), (2.0, 1001.25)],
+                },
+            ],
+        },
+        Chart {
+            title: "End-to-end latency by percentile".to_owned(),
+            x_label: "percentile".to_owned(),
+            y_label: "µs".to_owned(),
+            x_scale: Scale::Percentile,
+            series: vec![Series {
+                name: "end to end".to_owned(),
+                points: vec![
+                    (0.0, 80.0),
+                    (50.0, 120.0),
+                    (90.0, 300.0),
+                    (99.0, 500.0),
+                    (99.9, 900.0),
+                    (100.0, 1500.0),
+                ],
+            }],
+        },
+    ]
+}
+
+/// A bench report with the two [`charts`] and one informational case.
+pub fn bench_report() -> Report {
+    let mut report = Report::new(Kind::Bench, "0.1.0", "2026-11-29T09:10:55Z", "mqtt://127.0.0.1:1883");
+    report.push(case("bench/throughput", "5.0", Verdict::Informational));
+    report.set_charts(&charts());
     report
 }
 
