@@ -489,6 +489,13 @@ pub fn verdicts(figures: &Figures, qos: QoS, allow_loss: bool, version: &str) ->
 /// parameters), the figures added exactly, the cases judged again on the merged figures, the
 /// charts drawn again.
 pub fn merge_reports(reports: Vec<Report>) -> Result<Report, String> {
+    // Connection and session workloads carry no message figures: their reports merge as any do.
+    if reports
+        .first()
+        .is_some_and(|report| !report.extra.contains_key("figures_version"))
+    {
+        return mqtt_reports::merge(reports).map_err(|error| error.to_string());
+    }
     let figures: Vec<Figures> = reports
         .iter()
         .enumerate()

@@ -20,11 +20,14 @@
 //! | [`measure`] | HDR histograms and the per-second timeline |
 //! | [`run`] | one message run start to end, and its figures |
 //! | [`figures`] | the figures in the report, their verdicts and charts, the HDR interval log, and the exact merge of shards |
+//! | [`connections`] | connection workloads: a connect storm, idle connections held |
+//! | [`sessions`] | session workloads: an offline backlog and a resume storm; subscribe churn |
 //! | [`search`] | `--max`: the highest rate within a p99 objective and without loss |
 //! | [`compare`] | `--compare`: two brokers in alternation, medians and ratios |
 //! | [`system`] | `/proc`: CPU time and memory of a process; descriptor limits; the machine |
 
 pub mod compare;
+pub mod connections;
 pub mod engine;
 pub mod figures;
 pub mod link;
@@ -33,6 +36,7 @@ pub mod payload;
 pub mod run;
 pub mod schedule;
 pub mod search;
+pub mod sessions;
 pub mod system;
 pub mod track;
 pub mod workload;

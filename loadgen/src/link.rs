@@ -33,8 +33,10 @@ impl Link {
         Link {
             core: ClientCore::new(options),
             context,
-            input: BytesMut::with_capacity(READ_CHUNK),
-            output: BytesMut::with_capacity(READ_CHUNK),
+            // Small to start with: ten thousand idle connections must cost little; the buffers
+            // grow with what a busy one reads and writes.
+            input: BytesMut::new(),
+            output: BytesMut::new(),
         }
     }
 

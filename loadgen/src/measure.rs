@@ -166,7 +166,11 @@ mod tests {
         assert_eq!(received, [2, 1, 0, 1]);
         assert_eq!(timeline.seconds()[0].latency.len(), 2);
         let last = &timeline.seconds()[3].latency;
-        assert!(last.equivalent(last.max(), 1000), "two significant digits: {}", last.max());
+        assert!(
+            last.equivalent(last.max(), 1000),
+            "two significant digits: {}",
+            last.max()
+        );
     }
 
     #[test]

@@ -34,6 +34,13 @@ pub struct Args {
     /// Without one, the reference broker is started in this process and loaded.
     #[arg(value_name = "URL")]
     pub broker: Option<String>,
+    /// What to run: messages (publishers to subscribers, the default), connect-storm (open
+    /// --connections at --rate per second and close them), idle (open --connections and hold them
+    /// for --hold), resume (--subscribers persistent sessions get a --backlog each while offline,
+    /// then all reconnect at once), churn (--connections subscribe and unsubscribe, --rate pairs
+    /// per second).
+    #[arg(long, default_value = "messages", value_name = "WORKLOAD")]
+    pub workload: WorkloadKind,
     /// Publishing connections.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub publishers: usize,
@@ -51,9 +58,26 @@ pub struct Args {
     /// QoS of publishes and subscriptions: 0, 1 or 2.
     #[arg(short, long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
-    /// Total messages per second across all publishers (and all shards).
-    #[arg(long, value_name = "MSGS_PER_S", required_unless_present = "max")]
+    /// Total messages per second across all publishers (and all shards) [default: 1000]; for
+    /// connect-storm, connects per second [default: as fast as --concurrency allows]; for churn,
+    /// subscribe-unsubscribe pairs per second [default: 100].
+    #[arg(long, value_name = "PER_S")]
     pub rate: Option<f64>,
+    /// connect-storm, idle, churn: how many connections.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub connections: usize,
+    /// Connects in progress at once (connect-storm, idle, resume).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub concurrency: usize,
+    /// idle: how long the connections are held once all are open.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub hold: Duration,
+    /// Keep alive of connect-storm and idle connections, seconds (0: none).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub keep_alive: u16,
+    /// resume: messages published to each offline subscriber.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub backlog: usize,
     /// Payload bytes: a number, or MIN..MAX for sizes uniform over the range (at least 24: the
     /// payload carries its publisher, sequence number and send time).
     #[arg(short = 's', long, default_value = "64", value_name = "BYTES")]
@@ -126,6 +150,28 @@ pub struct Args {
     pub hdr_log: Option<PathBuf>,
 }
 
+/// `--workload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadKind {
+    Messages,
+    ConnectStorm,
+    Idle,
+    Resume,
+    Churn,
+}
+
+impl WorkloadKind {
+    fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Messages => "messages",
+            WorkloadKind::ConnectStorm => "connect-storm",
+            WorkloadKind::Idle => "idle",
+            WorkloadKind::Resume => "resume",
+            WorkloadKind::Churn => "churn",
+        }
+    }
+}
+
 fn parse_version(text: &str) -> Result<ProtocolVersion, String> {
     match text {
         "5" | "5.0" => Ok(ProtocolVersion::V5),
@@ -143,7 +189,7 @@ fn qos_of(value: u8) -> QoS {
 }
 
 impl Args {
-    fn workload(&self, rate: f64) -> Workload {
+    fn workload_of(&self, rate: f64) -> Workload {
         Workload {
             publishers: self.publishers,
             subscribers: self.subscribers,
@@ -226,10 +272,21 @@ pub fn run(args: Args) -> ExitCode {
 
 async fn run_async(args: Args) -> ExitCode {
     let rate = args.rate.unwrap_or(1000.0);
-    let mut workload = args.workload(rate);
+    let mut workload = args.workload_of(rate);
     if let Err(error) = workload.validate() {
         eprintln!("bench: {error}");
         return ExitCode::from(EXIT_USAGE);
+    }
+    if args.broker.is_none() {
+        // The reference broker runs in this process: its end of every connection counts too.
+        let connections = match args.workload {
+            WorkloadKind::Messages | WorkloadKind::Resume => args.publishers + args.subscribers,
+            WorkloadKind::ConnectStorm | WorkloadKind::Idle | WorkloadKind::Churn => args.connections,
+        } as u64;
+        if let Err(error) = mqtt_loadgen::system::ensure_file_descriptors(2 * connections) {
+            eprintln!("bench: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     }
     let (a, username, password) = match loaded(args.broker.as_deref(), &args) {
         Ok(loaded) => loaded,
@@ -240,6 +297,9 @@ async fn run_async(args: Args) -> ExitCode {
     };
     workload.username = username;
     workload.password = password;
+    if args.workload != WorkloadKind::Messages {
+        return other_workload(&args, &workload, &a.target).await;
+    }
     if args.max {
         return search_max(&args, &workload, &a.target).await;
     }
@@ -547,5 +607,260 @@ async fn compare(args: &Args, workload_a: &Workload, a: &Target, workload_b: &Wo
                 .iter()
                 .any(|case| case.verdict == Verdict::Fail)
         });
+    output::finish(&report, args.report_dir.as_deref(), args.json.as_deref(), failed, &[])
+}
+
+/// The connection and session workloads.
+async fn other_workload(args: &Args, workload: &Workload, target: &Target) -> ExitCode {
+    use mqtt_loadgen::connections::{self, ConnectionWorkload};
+    use mqtt_loadgen::sessions::{self, ChurnWorkload, Clients, ResumeWorkload};
+    let terminal = std::io::stderr().is_terminal();
+    let mut report = output::new_report(Kind::Bench, &target.url);
+    report.parameters = mqtt_loadgen::run::parameters(workload);
+    let name = args.workload.name();
+    report.parameters.insert("workload".into(), serde_json::json!(name));
+    let version = if workload.version.is_v5() { "5.0" } else { "3.1.1" };
+    let case = |id: &str, title: &str, passed: bool, message: String| {
+        let mut case = mqtt_reports::Case::new(id, version, if passed { Verdict::Pass } else { Verdict::Fail });
+        case.title = title.to_owned();
+        case.evidence.message = message;
+        case
+    };
+    let clients = Clients {
+        address: target.address,
+        version: workload.version,
+        client_id_prefix: workload.client_id_prefix.clone(),
+        topic_prefix: workload.topic_prefix.clone(),
+        username: workload.username.clone(),
+        password: workload.password.clone(),
+        concurrency: args.concurrency,
+    };
+    let (section, value, cases): (&str, Result<serde_json::Value, String>, Vec<mqtt_reports::Case>) = match args
+        .workload
+    {
+        WorkloadKind::ConnectStorm | WorkloadKind::Idle => {
+            let idle = args.workload == WorkloadKind::Idle;
+            let connection_workload = ConnectionWorkload {
+                count: args.connections,
+                rate: if idle { None } else { args.rate },
+                concurrency: args.concurrency,
+                hold: if idle { args.hold } else { Duration::ZERO },
+                keep_alive_s: args.keep_alive,
+                version: workload.version,
+                client_id_prefix: workload.client_id_prefix.clone(),
+                username: workload.username.clone(),
+                password: workload.password.clone(),
+            };
+            println!(
+                "bench {name}: {} → {} connections{}",
+                target.url,
+                args.connections,
+                if idle {
+                    format!(", held for {}", mqtt_loadgen::workload::format_duration(args.hold))
+                } else {
+                    args.rate.map_or_else(String::new, |rate| format!(" at {rate:.0}/s"))
+                }
+            );
+            let mut progress = |attempted: u64, connected: u64| {
+                if terminal {
+                    eprint!("\r\x1b[2K  attempted {attempted}, connected {connected}");
+                }
+            };
+            let result = connections::run(&connection_workload, target.address, &mut progress).await;
+            if terminal {
+                eprint!("\r\x1b[2K");
+            }
+            match result {
+                Ok(figures) => {
+                    let failed: u64 = figures.failed.values().sum();
+                    let dropped: u64 = figures.dropped.values().sum();
+                    println!(
+                        "  connected        {} of {} ({:.0}/s)",
+                        figures.connected, figures.attempted, figures.connect_per_s
+                    );
+                    println!("  connect µs       {}", percentiles_line(&figures.connect_latency_us));
+                    for (reason, count) in &figures.failed {
+                        println!("  failed           {count} × {reason}");
+                    }
+                    if idle {
+                        println!(
+                            "  held             {:.1} s, {} still connected, {dropped} dropped",
+                            figures.held_s, figures.still_connected
+                        );
+                    }
+                    println!(
+                        "  generator RSS    {} MiB with the connections open ({} MiB before)",
+                        figures.generator_rss_kib_open / 1024,
+                        figures.generator_rss_kib_before / 1024
+                    );
+                    let mut cases = vec![case(
+                        "connections/all-connected",
+                        "every connection was accepted",
+                        failed == 0,
+                        format!(
+                            "{} of {} connected; {failed} failed",
+                            figures.connected, figures.attempted
+                        ),
+                    )];
+                    if idle {
+                        cases.push(case(
+                            "connections/held",
+                            "every connection lasted the hold",
+                            dropped == 0,
+                            format!("{dropped} of {} were closed during the hold", figures.connected),
+                        ));
+                    }
+                    (
+                        "connections",
+                        serde_json::to_value(&figures).map_err(|error| error.to_string()),
+                        cases,
+                    )
+                }
+                Err(error) => ("connections", Err(error), Vec::new()),
+            }
+        }
+        WorkloadKind::Resume => {
+            let resume = ResumeWorkload {
+                clients,
+                subscribers: args.subscribers,
+                backlog: args.backlog,
+                qos: workload.qos,
+                payload_bytes: workload.payload.min,
+            };
+            println!(
+                "bench resume: {} → {} persistent sessions, {} messages each while offline, QoS {}, then all reconnect",
+                target.url, args.subscribers, args.backlog, workload.qos as u8
+            );
+            match sessions::resume_storm(&resume).await {
+                Ok(figures) => {
+                    println!(
+                        "  published        {} in {:.2} s while offline",
+                        figures.published, figures.publish_s
+                    );
+                    println!("  resume µs        {}", percentiles_line(&figures.resume_latency_us));
+                    println!(
+                        "  sessions found   {} of {}",
+                        figures.sessions_present, figures.subscribers
+                    );
+                    println!(
+                        "  backlog          {} of {} delivered in {:.2} s ({:.0}/s), {} lost, {} duplicated",
+                        figures.received,
+                        figures.expected,
+                        figures.drain_s,
+                        figures.delivered_per_s,
+                        figures.lost,
+                        figures.duplicated
+                    );
+                    for error in figures.errors.iter().take(5) {
+                        println!("  error: {error}");
+                    }
+                    let cases = vec![
+                        case(
+                            "sessions/present",
+                            "every session was there when its client came back",
+                            figures.sessions_present == figures.subscribers && figures.errors.is_empty(),
+                            format!(
+                                "{} of {} reconnects found their session",
+                                figures.sessions_present, figures.subscribers
+                            ),
+                        ),
+                        case(
+                            "delivery/loss",
+                            "every backlog message arrived",
+                            figures.lost == 0 || args.allow_loss,
+                            format!("{} of {} backlog messages were lost", figures.lost, figures.expected),
+                        ),
+                        case(
+                            "delivery/duplicates",
+                            "no duplicate where the QoS forbids it",
+                            figures.duplicated == 0 || workload.qos != QoS::ExactlyOnce,
+                            format!("{} backlog messages arrived more than once", figures.duplicated),
+                        ),
+                    ];
+                    (
+                        "resume",
+                        serde_json::to_value(&figures).map_err(|error| error.to_string()),
+                        cases,
+                    )
+                }
+                Err(error) => ("resume", Err(error), Vec::new()),
+            }
+        }
+        WorkloadKind::Churn => {
+            let churn = ChurnWorkload {
+                clients,
+                connections: args.connections,
+                rate: args.rate.unwrap_or(100.0),
+                duration: args.duration,
+                qos: workload.qos,
+            };
+            println!(
+                "bench churn: {} → {} connections subscribe and unsubscribe, {:.0} pairs/s for {}",
+                target.url,
+                churn.connections,
+                churn.rate,
+                mqtt_loadgen::workload::format_duration(churn.duration)
+            );
+            match sessions::churn(&churn).await {
+                Ok(figures) => {
+                    println!(
+                        "  pairs            {} ({:.0}/s of {:.0}/s)",
+                        figures.pairs, figures.achieved_per_s, figures.requested_per_s
+                    );
+                    println!("  SUBACK µs        {}", percentiles_line(&figures.subscribe_latency_us));
+                    println!(
+                        "  UNSUBACK µs      {}",
+                        percentiles_line(&figures.unsubscribe_latency_us)
+                    );
+                    for (reason, count) in &figures.failures {
+                        println!("  failed           {count} × {reason}");
+                    }
+                    let failures: u64 = figures.failures.values().sum();
+                    let cases = vec![
+                        case(
+                            "churn/accepted",
+                            "every subscribe and unsubscribe was granted",
+                            failures == 0,
+                            format!("{failures} requests failed or were refused"),
+                        ),
+                        case(
+                            "rate/offered",
+                            "the requested rate was kept",
+                            figures.achieved_per_s
+                                >= figures.requested_per_s * mqtt_loadgen::figures::RATE_OFFERED_SHARE,
+                            format!(
+                                "{:.0} of {:.0} pairs/s",
+                                figures.achieved_per_s, figures.requested_per_s
+                            ),
+                        ),
+                    ];
+                    (
+                        "churn",
+                        serde_json::to_value(&figures).map_err(|error| error.to_string()),
+                        cases,
+                    )
+                }
+                Err(error) => ("churn", Err(error), Vec::new()),
+            }
+        }
+        WorkloadKind::Messages => unreachable!("handled by the caller"),
+    };
+    let value = match value {
+        Ok(value) => value,
+        Err(error) => {
+            eprintln!("bench {name}: {error}");
+            return ExitCode::from(if error.starts_with("connection refused") {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILED
+            });
+        }
+    };
+    report.extra.insert(section.into(), value);
+    for case in cases {
+        report.push(case);
+    }
+    print_verdicts(&report);
+    let failed = report.cases.iter().any(|case| case.verdict == Verdict::Fail);
     output::finish(&report, args.report_dir.as_deref(), args.json.as_deref(), failed, &[])
 }
