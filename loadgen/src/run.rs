@@ -101,7 +101,7 @@ pub async fn run(
     workload: &Workload,
     target: &Target,
     threads: usize,
-    on_progress: &mut dyn FnMut(&Progress),
+    on_progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Result<Figures, String> {
     workload.validate()?;
     let local_publishers = workload.local_publishers();

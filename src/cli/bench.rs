@@ -635,216 +635,215 @@ async fn other_workload(args: &Args, workload: &Workload, target: &Target) -> Ex
         password: workload.password.clone(),
         concurrency: args.concurrency,
     };
-    let (section, value, cases): (&str, Result<serde_json::Value, String>, Vec<mqtt_reports::Case>) = match args
-        .workload
-    {
-        WorkloadKind::ConnectStorm | WorkloadKind::Idle => {
-            let idle = args.workload == WorkloadKind::Idle;
-            let connection_workload = ConnectionWorkload {
-                count: args.connections,
-                rate: if idle { None } else { args.rate },
-                concurrency: args.concurrency,
-                hold: if idle { args.hold } else { Duration::ZERO },
-                keep_alive_s: args.keep_alive,
-                version: workload.version,
-                client_id_prefix: workload.client_id_prefix.clone(),
-                username: workload.username.clone(),
-                password: workload.password.clone(),
-            };
-            println!(
-                "bench {name}: {} → {} connections{}",
-                target.url,
-                args.connections,
-                if idle {
-                    format!(", held for {}", mqtt_loadgen::workload::format_duration(args.hold))
-                } else {
-                    args.rate.map_or_else(String::new, |rate| format!(" at {rate:.0}/s"))
-                }
-            );
-            let mut progress = |attempted: u64, connected: u64| {
+    let (section, value, cases): (&str, Result<serde_json::Value, String>, Vec<mqtt_reports::Case>) =
+        match args.workload {
+            WorkloadKind::ConnectStorm | WorkloadKind::Idle => {
+                let idle = args.workload == WorkloadKind::Idle;
+                let connection_workload = ConnectionWorkload {
+                    count: args.connections,
+                    rate: if idle { None } else { args.rate },
+                    concurrency: args.concurrency,
+                    hold: if idle { args.hold } else { Duration::ZERO },
+                    keep_alive_s: args.keep_alive,
+                    version: workload.version,
+                    client_id_prefix: workload.client_id_prefix.clone(),
+                    username: workload.username.clone(),
+                    password: workload.password.clone(),
+                };
+                println!(
+                    "bench {name}: {} → {} connections{}",
+                    target.url,
+                    args.connections,
+                    if idle {
+                        format!(", held for {}", mqtt_loadgen::workload::format_duration(args.hold))
+                    } else {
+                        args.rate.map_or_else(String::new, |rate| format!(" at {rate:.0}/s"))
+                    }
+                );
+                let mut progress = |attempted: u64, connected: u64| {
+                    if terminal {
+                        eprint!("\r\x1b[2K  attempted {attempted}, connected {connected}");
+                    }
+                };
+                let result = connections::run(&connection_workload, target.address, &mut progress).await;
                 if terminal {
-                    eprint!("\r\x1b[2K  attempted {attempted}, connected {connected}");
+                    eprint!("\r\x1b[2K");
                 }
-            };
-            let result = connections::run(&connection_workload, target.address, &mut progress).await;
-            if terminal {
-                eprint!("\r\x1b[2K");
-            }
-            match result {
-                Ok(figures) => {
-                    let failed: u64 = figures.failed.values().sum();
-                    let dropped: u64 = figures.dropped.values().sum();
-                    println!(
-                        "  connected        {} of {} ({:.0}/s)",
-                        figures.connected, figures.attempted, figures.connect_per_s
-                    );
-                    println!("  connect µs       {}", percentiles_line(&figures.connect_latency_us));
-                    for (reason, count) in &figures.failed {
-                        println!("  failed           {count} × {reason}");
-                    }
-                    if idle {
+                match result {
+                    Ok(figures) => {
+                        let failed: u64 = figures.failed.values().sum();
+                        let dropped: u64 = figures.dropped.values().sum();
                         println!(
-                            "  held             {:.1} s, {} still connected, {dropped} dropped",
-                            figures.held_s, figures.still_connected
+                            "  connected        {} of {} ({:.0}/s)",
+                            figures.connected, figures.attempted, figures.connect_per_s
                         );
+                        println!("  connect µs       {}", percentiles_line(&figures.connect_latency_us));
+                        for (reason, count) in &figures.failed {
+                            println!("  failed           {count} × {reason}");
+                        }
+                        if idle {
+                            println!(
+                                "  held             {:.1} s, {} still connected, {dropped} dropped",
+                                figures.held_s, figures.still_connected
+                            );
+                        }
+                        println!(
+                            "  generator RSS    {} MiB with the connections open ({} MiB before)",
+                            figures.generator_rss_kib_open / 1024,
+                            figures.generator_rss_kib_before / 1024
+                        );
+                        let mut cases = vec![case(
+                            "connections/all-connected",
+                            "every connection was accepted",
+                            failed == 0,
+                            format!(
+                                "{} of {} connected; {failed} failed",
+                                figures.connected, figures.attempted
+                            ),
+                        )];
+                        if idle {
+                            cases.push(case(
+                                "connections/held",
+                                "every connection lasted the hold",
+                                dropped == 0,
+                                format!("{dropped} of {} were closed during the hold", figures.connected),
+                            ));
+                        }
+                        (
+                            "connections",
+                            serde_json::to_value(&figures).map_err(|error| error.to_string()),
+                            cases,
+                        )
                     }
-                    println!(
-                        "  generator RSS    {} MiB with the connections open ({} MiB before)",
-                        figures.generator_rss_kib_open / 1024,
-                        figures.generator_rss_kib_before / 1024
-                    );
-                    let mut cases = vec![case(
-                        "connections/all-connected",
-                        "every connection was accepted",
-                        failed == 0,
-                        format!(
-                            "{} of {} connected; {failed} failed",
-                            figures.connected, figures.attempted
-                        ),
-                    )];
-                    if idle {
-                        cases.push(case(
-                            "connections/held",
-                            "every connection lasted the hold",
-                            dropped == 0,
-                            format!("{dropped} of {} were closed during the hold", figures.connected),
-                        ));
-                    }
-                    (
-                        "connections",
-                        serde_json::to_value(&figures).map_err(|error| error.to_string()),
-                        cases,
-                    )
+                    Err(error) => ("connections", Err(error), Vec::new()),
                 }
-                Err(error) => ("connections", Err(error), Vec::new()),
             }
-        }
-        WorkloadKind::Resume => {
-            let resume = ResumeWorkload {
-                clients,
-                subscribers: args.subscribers,
-                backlog: args.backlog,
-                qos: workload.qos,
-                payload_bytes: workload.payload.min,
-            };
-            println!(
+            WorkloadKind::Resume => {
+                let resume = ResumeWorkload {
+                    clients,
+                    subscribers: args.subscribers,
+                    backlog: args.backlog,
+                    qos: workload.qos,
+                    payload_bytes: workload.payload.min,
+                };
+                println!(
                 "bench resume: {} → {} persistent sessions, {} messages each while offline, QoS {}, then all reconnect",
                 target.url, args.subscribers, args.backlog, workload.qos as u8
             );
-            match sessions::resume_storm(&resume).await {
-                Ok(figures) => {
-                    println!(
-                        "  published        {} in {:.2} s while offline",
-                        figures.published, figures.publish_s
-                    );
-                    println!("  resume µs        {}", percentiles_line(&figures.resume_latency_us));
-                    println!(
-                        "  sessions found   {} of {}",
-                        figures.sessions_present, figures.subscribers
-                    );
-                    println!(
-                        "  backlog          {} of {} delivered in {:.2} s ({:.0}/s), {} lost, {} duplicated",
-                        figures.received,
-                        figures.expected,
-                        figures.drain_s,
-                        figures.delivered_per_s,
-                        figures.lost,
-                        figures.duplicated
-                    );
-                    for error in figures.errors.iter().take(5) {
-                        println!("  error: {error}");
-                    }
-                    let cases = vec![
-                        case(
-                            "sessions/present",
-                            "every session was there when its client came back",
-                            figures.sessions_present == figures.subscribers && figures.errors.is_empty(),
-                            format!(
-                                "{} of {} reconnects found their session",
-                                figures.sessions_present, figures.subscribers
+                match sessions::resume_storm(&resume).await {
+                    Ok(figures) => {
+                        println!(
+                            "  published        {} in {:.2} s while offline",
+                            figures.published, figures.publish_s
+                        );
+                        println!("  resume µs        {}", percentiles_line(&figures.resume_latency_us));
+                        println!(
+                            "  sessions found   {} of {}",
+                            figures.sessions_present, figures.subscribers
+                        );
+                        println!(
+                            "  backlog          {} of {} delivered in {:.2} s ({:.0}/s), {} lost, {} duplicated",
+                            figures.received,
+                            figures.expected,
+                            figures.drain_s,
+                            figures.delivered_per_s,
+                            figures.lost,
+                            figures.duplicated
+                        );
+                        for error in figures.errors.iter().take(5) {
+                            println!("  error: {error}");
+                        }
+                        let cases = vec![
+                            case(
+                                "sessions/present",
+                                "every session was there when its client came back",
+                                figures.sessions_present == figures.subscribers && figures.errors.is_empty(),
+                                format!(
+                                    "{} of {} reconnects found their session",
+                                    figures.sessions_present, figures.subscribers
+                                ),
                             ),
-                        ),
-                        case(
-                            "delivery/loss",
-                            "every backlog message arrived",
-                            figures.lost == 0 || args.allow_loss,
-                            format!("{} of {} backlog messages were lost", figures.lost, figures.expected),
-                        ),
-                        case(
-                            "delivery/duplicates",
-                            "no duplicate where the QoS forbids it",
-                            figures.duplicated == 0 || workload.qos != QoS::ExactlyOnce,
-                            format!("{} backlog messages arrived more than once", figures.duplicated),
-                        ),
-                    ];
-                    (
-                        "resume",
-                        serde_json::to_value(&figures).map_err(|error| error.to_string()),
-                        cases,
-                    )
-                }
-                Err(error) => ("resume", Err(error), Vec::new()),
-            }
-        }
-        WorkloadKind::Churn => {
-            let churn = ChurnWorkload {
-                clients,
-                connections: args.connections,
-                rate: args.rate.unwrap_or(100.0),
-                duration: args.duration,
-                qos: workload.qos,
-            };
-            println!(
-                "bench churn: {} → {} connections subscribe and unsubscribe, {:.0} pairs/s for {}",
-                target.url,
-                churn.connections,
-                churn.rate,
-                mqtt_loadgen::workload::format_duration(churn.duration)
-            );
-            match sessions::churn(&churn).await {
-                Ok(figures) => {
-                    println!(
-                        "  pairs            {} ({:.0}/s of {:.0}/s)",
-                        figures.pairs, figures.achieved_per_s, figures.requested_per_s
-                    );
-                    println!("  SUBACK µs        {}", percentiles_line(&figures.subscribe_latency_us));
-                    println!(
-                        "  UNSUBACK µs      {}",
-                        percentiles_line(&figures.unsubscribe_latency_us)
-                    );
-                    for (reason, count) in &figures.failures {
-                        println!("  failed           {count} × {reason}");
-                    }
-                    let failures: u64 = figures.failures.values().sum();
-                    let cases = vec![
-                        case(
-                            "churn/accepted",
-                            "every subscribe and unsubscribe was granted",
-                            failures == 0,
-                            format!("{failures} requests failed or were refused"),
-                        ),
-                        case(
-                            "rate/offered",
-                            "the requested rate was kept",
-                            figures.achieved_per_s
-                                >= figures.requested_per_s * mqtt_loadgen::figures::RATE_OFFERED_SHARE,
-                            format!(
-                                "{:.0} of {:.0} pairs/s",
-                                figures.achieved_per_s, figures.requested_per_s
+                            case(
+                                "delivery/loss",
+                                "every backlog message arrived",
+                                figures.lost == 0 || args.allow_loss,
+                                format!("{} of {} backlog messages were lost", figures.lost, figures.expected),
                             ),
-                        ),
-                    ];
-                    (
-                        "churn",
-                        serde_json::to_value(&figures).map_err(|error| error.to_string()),
-                        cases,
-                    )
+                            case(
+                                "delivery/duplicates",
+                                "no duplicate where the QoS forbids it",
+                                figures.duplicated == 0 || workload.qos != QoS::ExactlyOnce,
+                                format!("{} backlog messages arrived more than once", figures.duplicated),
+                            ),
+                        ];
+                        (
+                            "resume",
+                            serde_json::to_value(&figures).map_err(|error| error.to_string()),
+                            cases,
+                        )
+                    }
+                    Err(error) => ("resume", Err(error), Vec::new()),
                 }
-                Err(error) => ("churn", Err(error), Vec::new()),
             }
-        }
-        WorkloadKind::Messages => unreachable!("handled by the caller"),
-    };
+            WorkloadKind::Churn => {
+                let churn = ChurnWorkload {
+                    clients,
+                    connections: args.connections,
+                    rate: args.rate.unwrap_or(100.0),
+                    duration: args.duration,
+                    qos: workload.qos,
+                };
+                println!(
+                    "bench churn: {} → {} connections subscribe and unsubscribe, {:.0} pairs/s for {}",
+                    target.url,
+                    churn.connections,
+                    churn.rate,
+                    mqtt_loadgen::workload::format_duration(churn.duration)
+                );
+                match sessions::churn(&churn).await {
+                    Ok(figures) => {
+                        println!(
+                            "  pairs            {} ({:.0}/s of {:.0}/s)",
+                            figures.pairs, figures.achieved_per_s, figures.requested_per_s
+                        );
+                        println!("  SUBACK µs        {}", percentiles_line(&figures.subscribe_latency_us));
+                        println!(
+                            "  UNSUBACK µs      {}",
+                            percentiles_line(&figures.unsubscribe_latency_us)
+                        );
+                        for (reason, count) in &figures.failures {
+                            println!("  failed           {count} × {reason}");
+                        }
+                        let failures: u64 = figures.failures.values().sum();
+                        let cases = vec![
+                            case(
+                                "churn/accepted",
+                                "every subscribe and unsubscribe was granted",
+                                failures == 0,
+                                format!("{failures} requests failed or were refused"),
+                            ),
+                            case(
+                                "rate/offered",
+                                "the requested rate was kept",
+                                figures.achieved_per_s
+                                    >= figures.requested_per_s * mqtt_loadgen::figures::RATE_OFFERED_SHARE,
+                                format!(
+                                    "{:.0} of {:.0} pairs/s",
+                                    figures.achieved_per_s, figures.requested_per_s
+                                ),
+                            ),
+                        ];
+                        (
+                            "churn",
+                            serde_json::to_value(&figures).map_err(|error| error.to_string()),
+                            cases,
+                        )
+                    }
+                    Err(error) => ("churn", Err(error), Vec::new()),
+                }
+            }
+            WorkloadKind::Messages => unreachable!("handled by the caller"),
+        };
     let value = match value {
         Ok(value) => value,
         Err(error) => {

@@ -4,45 +4,9 @@
 //! run the built binary (bounded in time) on one case against the embedded broker, and against
 //! loopback ports that refuse or say nothing.
 
+use crate::support::{harness, temp, text};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const WAIT: Duration = Duration::from_secs(120);
-
-fn harness(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt-harness"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if child.try_wait().expect("waiting").is_some() {
-            return child.wait_with_output().expect("the output");
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("mqtt-harness {args:?} did not end within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn temp(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mqtt-harness-check-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a temporary folder");
-    dir
-}
 
 const ONE_CASE: &str = "connack-is-the-first-packet";
 

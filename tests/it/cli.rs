@@ -1,15 +1,7 @@
-//! The command line as a user meets it: help, usage errors, and the exit code of subcommands
-//! whose capability has not landed. Method: run the built binary and read its exit code and
-//! output.
+//! The command line as a user meets it: help and usage errors. Method: run the built binary and
+//! read its exit code and output.
 
-use std::process::{Command, Output};
-
-fn harness(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mqtt-harness"))
-        .args(args)
-        .output()
-        .expect("the binary runs")
-}
+use crate::support::harness;
 
 #[test]
 fn help_lists_every_subcommand() {

@@ -1,7 +1,9 @@
 //! Tests of the `mqtt-harness` binary itself, run as a user would run it (one test binary,
 //! STYLE rule 7).
 
+mod bench_cli;
 mod broker_cli;
 mod check_cli;
 mod cli;
 mod scenario_cli;
+mod support;
