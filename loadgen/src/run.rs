@@ -81,6 +81,8 @@ pub struct Progress {
     pub not_offered: u64,
     /// Connections that ended early.
     pub errors: u64,
+    /// End-to-end latency p99 of the last whole second, in microseconds (0 before the first).
+    pub p99_us: u64,
     /// Messages per second over the last interval.
     pub sent_per_s: f64,
     pub received_per_s: f64,
@@ -186,6 +188,13 @@ pub async fn run(
         let sent = counters.sent.load(Ordering::Relaxed);
         let received = counters.received.load(Ordering::Relaxed);
         let seconds = now.duration_since(last.2).as_secs_f64().max(1e-3);
+        let p99_us = timeline.lock().map_or(0, |timeline| {
+            let index = timeline.index(now);
+            match index.checked_sub(1).and_then(|previous| timeline.seconds().get(previous)) {
+                Some(second) if !second.latency.is_empty() => second.latency.value_at_quantile(0.99),
+                _ => 0,
+            }
+        });
         on_progress(&Progress {
             phase,
             elapsed: now.saturating_duration_since(start),
@@ -194,6 +203,7 @@ pub async fn run(
             received,
             not_offered: counters.not_offered.load(Ordering::Relaxed),
             errors: counters.errors.load(Ordering::Relaxed),
+            p99_us,
             sent_per_s: sent.saturating_sub(last.0) as f64 / seconds,
             received_per_s: received.saturating_sub(last.1) as f64 / seconds,
         });

@@ -358,12 +358,13 @@ async fn one_run(workload: &Workload, target: &Target, threads: usize, show_prog
     let mut on_progress = |progress: &Progress| {
         if terminal {
             eprint!(
-                "\r\x1b[2K{:>10} {:>5.1}/{:.0} s  sent {:>9.0}/s  received {:>9.0}/s  not offered {}  errors {}",
+                "\r\x1b[2K{:>10} {:>5.1}/{:.0} s  sent {:>9.0}/s  received {:>9.0}/s  p99 {:>7} µs  not offered {}  errors {}",
                 progress.phase.name(),
                 progress.elapsed.as_secs_f64(),
                 progress.total.as_secs_f64(),
                 progress.sent_per_s,
                 progress.received_per_s,
+                progress.p99_us,
                 progress.not_offered,
                 progress.errors
             );
