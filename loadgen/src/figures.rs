@@ -98,6 +98,21 @@ pub struct TimelineSecond {
     pub histogram: Vec<(u64, u64)>,
 }
 
+/// One stream (a publisher as one receiver saw it) that lost, duplicated or reordered messages.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StreamIssue {
+    pub publisher: u64,
+    /// The subscriber (for a shared group, its lowest-numbered member).
+    pub subscriber: u64,
+    pub shared: bool,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+}
+
+/// The most streams with issues a report lists (the totals count them all).
+pub const STREAM_ISSUES_MAX: usize = 100;
+
 /// The run's histograms, bucket by bucket (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Histograms {
@@ -143,6 +158,10 @@ pub struct Figures {
     pub refused: u64,
     /// QoS 1/2 messages never acknowledged.
     pub unacknowledged: u64,
+    /// Per publisher and receiver, the streams that lost, duplicated or reordered messages (at
+    /// most [`STREAM_ISSUES_MAX`], the worst first).
+    #[serde(default)]
+    pub stream_issues: Vec<StreamIssue>,
     pub generator: Generator,
     pub machine: Machine,
     pub timeline: Vec<TimelineSecond>,
@@ -151,6 +170,12 @@ pub struct Figures {
     pub errors: Vec<String>,
     /// What the reader should know before trusting the figures.
     pub warnings: Vec<String>,
+}
+
+/// Worst first (most lost, then duplicated, then reordered), at most [`STREAM_ISSUES_MAX`].
+pub fn sort_issues(issues: &mut Vec<StreamIssue>) {
+    issues.sort_by_key(|issue| std::cmp::Reverse((issue.lost, issue.duplicated, issue.reordered)));
+    issues.truncate(STREAM_ISSUES_MAX);
 }
 
 /// A histogram's non-empty buckets.
@@ -329,12 +354,14 @@ impl Figures {
                 }
             }
             merged.errors.extend(figures.errors.iter().cloned());
+            merged.stream_issues.extend(figures.stream_issues.iter().cloned());
             for warning in &figures.warnings {
                 if !merged.warnings.contains(warning) {
                     merged.warnings.push(warning.clone());
                 }
             }
         }
+        sort_issues(&mut merged.stream_issues);
         let delivered = merged.throughput.received_per_s * merged.window_s;
         if delivered > 0.0 {
             merged.generator.cpu_us_per_message = cpu_us_weighted / delivered;

@@ -14,7 +14,8 @@ use tokio::time::{sleep, sleep_until};
 
 use crate::engine::{Counters, Engine, EngineReport, Plan, PublisherReport, SubscriberReport, Times, CONNECT_TIMEOUT};
 use crate::figures::{
-    buckets, Figures, Generator, Histograms, Percentiles, Throughput, TimelineSecond, FIGURES_VERSION,
+    buckets, sort_issues, Figures, Generator, Histograms, Percentiles, StreamIssue, Throughput, TimelineSecond,
+    FIGURES_VERSION,
 };
 use crate::measure::{self, Timeline};
 use crate::system::{self, CpuTimes, Machine, Process};
@@ -190,7 +191,10 @@ pub async fn run(
         let seconds = now.duration_since(last.2).as_secs_f64().max(1e-3);
         let p99_us = timeline.lock().map_or(0, |timeline| {
             let index = timeline.index(now);
-            match index.checked_sub(1).and_then(|previous| timeline.seconds().get(previous)) {
+            match index
+                .checked_sub(1)
+                .and_then(|previous| timeline.seconds().get(previous))
+            {
                 Some(second) if !second.latency.is_empty() => second.latency.value_at_quantile(0.99),
                 _ => 0,
             }
@@ -289,18 +293,29 @@ fn figures(
     let mut duplicated = 0;
     let mut reordered = 0;
     let mut overflowed = false;
+    let mut stream_issues = Vec::new();
     for stream in reports.iter().flat_map(|report| &report.streams) {
         let Some(publisher) = by_number.get(&stream.publisher) else {
             continue;
         };
-        lost += stream
-            .tracker
-            .lost(publisher.scheduled)
-            .saturating_sub(publisher.not_offered);
-        duplicated += stream.tracker.duplicated;
-        reordered += stream.tracker.reordered;
-        overflowed |= stream.tracker.overflowed();
+        let tracker = &stream.tracker;
+        let stream_lost = tracker.lost(publisher.scheduled).saturating_sub(publisher.not_offered);
+        lost += stream_lost;
+        duplicated += tracker.duplicated;
+        reordered += tracker.reordered;
+        overflowed |= tracker.overflowed();
+        if stream_lost + tracker.duplicated + tracker.reordered > 0 {
+            stream_issues.push(StreamIssue {
+                publisher: stream.publisher as u64,
+                subscriber: stream.receiver as u64,
+                shared: stream.shared,
+                lost: stream_lost,
+                duplicated: tracker.duplicated,
+                reordered: tracker.reordered,
+            });
+        }
     }
+    sort_issues(&mut stream_issues);
     let mut latency = measure::histogram();
     let mut ack_latency = measure::histogram();
     let mut lag = measure::histogram();
@@ -422,6 +437,7 @@ fn figures(
         foreign,
         refused: sum(|publisher| publisher.refused),
         unacknowledged: sum(|publisher| publisher.unacknowledged),
+        stream_issues,
         generator: Generator {
             cpu_seconds,
             user_cpu_seconds,

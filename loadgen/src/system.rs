@@ -58,6 +58,15 @@ impl Process {
             .ok_or_else(|| format!("{path}: no VmRSS line"))
     }
 
+    /// File descriptors the process holds open (the entries of `/proc/<pid>/fd`). Every socket is
+    /// one, so a broker's count rises by one for each connection it accepts: the broker benchmark
+    /// waits on it to read a broker's memory once all its idle connections are in.
+    pub fn open_descriptors(self) -> Result<usize, String> {
+        let path = format!("{}/fd", self.proc_dir());
+        let entries = std::fs::read_dir(&path).map_err(|error| format!("cannot read {path}: {error}"))?;
+        Ok(entries.count())
+    }
+
     /// Whether the process still runs.
     pub fn is_alive(self) -> bool {
         std::path::Path::new(&self.proc_dir()).exists()
@@ -175,8 +184,10 @@ mod tests {
         assert!(x > 0);
         assert!(Process::Myself.cpu_time().unwrap() > start);
         assert!(Process::Myself.rss_kib().unwrap() > 0);
+        assert!(Process::Myself.open_descriptors().unwrap() > 0, "the listing holds one itself");
         assert!(Process::Myself.is_alive());
         assert!(Process::Pid(u32::MAX).cpu_time().is_err());
+        assert!(Process::Pid(u32::MAX).open_descriptors().is_err());
         assert!(!Process::Pid(u32::MAX).is_alive());
     }
 

@@ -442,6 +442,17 @@ fn print_figures(figures: &Figures) {
     for (label, value) in rows {
         println!("  {label:<16} {value}");
     }
+    for issue in figures.stream_issues.iter().take(5) {
+        println!(
+            "  stream           publisher {} → subscriber {}{}: {} lost, {} duplicated, {} reordered",
+            issue.publisher,
+            issue.subscriber,
+            if issue.shared { " (shared group)" } else { "" },
+            issue.lost,
+            issue.duplicated,
+            issue.reordered
+        );
+    }
     for error in figures.errors.iter().take(5) {
         println!("  error: {error}");
     }

@@ -136,6 +136,11 @@ async fn a_reset_in_the_middle_of_a_run_shows_as_loss_and_as_connections_that_en
         .expect("the run completes, reporting what went wrong");
     assert!(figures.lost > 0, "messages on their way were lost: {figures:#?}");
     assert_eq!(
+        figures.stream_issues.iter().map(|issue| issue.lost).sum::<u64>(),
+        figures.lost,
+        "the loss is told per publisher and subscriber"
+    );
+    assert_eq!(
         figures.received + figures.lost,
         figures.expected,
         "every delivery owed is accounted for"
