@@ -523,6 +523,7 @@ pub fn merge_reports(reports: Vec<Report>) -> Result<Report, String> {
     {
         return mqtt_reports::merge(reports).map_err(|error| error.to_string());
     }
+    check_shards(&reports)?;
     let figures: Vec<Figures> = reports
         .iter()
         .enumerate()
@@ -550,6 +551,56 @@ pub fn merge_reports(reports: Vec<Report>) -> Result<Report, String> {
     merged.finish();
     merged_figures.into_report(&mut merged);
     Ok(merged)
+}
+
+/// Refuses reports that are not the shards of one run: a workload parameter that differs, a
+/// shard given twice, or one missing.
+fn check_shards(reports: &[Report]) -> Result<(), String> {
+    let Some(first) = reports.first() else {
+        return Err("no reports to merge".into());
+    };
+    for (index, report) in reports.iter().enumerate().skip(1) {
+        for (key, value) in &first.parameters {
+            if matches!(key.as_str(), "shard" | "start_at" | "max_rate") {
+                continue;
+            }
+            let other = report.parameters.get(key);
+            if other != Some(value) {
+                return Err(format!(
+                    "input {index} ran another workload: {key} is {} there and {value} in input 0; only shards of one run merge",
+                    other.map_or_else(|| "absent".to_owned(), ToString::to_string)
+                ));
+            }
+        }
+    }
+    let mut count_expected = None;
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, report) in reports.iter().enumerate() {
+        let shard = report
+            .parameters
+            .get("shard")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|text| text.parse::<crate::workload::Shard>().ok())
+            .ok_or_else(|| format!("input {index} does not say which shard it is (parameters.shard)"))?;
+        if *count_expected.get_or_insert(shard.count) != shard.count {
+            return Err(format!("input {index} is shard {shard}, of another split than input 0"));
+        }
+        if !seen.insert(shard.index) {
+            return Err(format!("shard {shard} is given twice (input {index})"));
+        }
+    }
+    let count = count_expected.unwrap_or(1);
+    let missing: Vec<String> = (0..count)
+        .filter(|index| !seen.contains(index))
+        .map(|index| format!("{index}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "shards {} are missing: the merged figures would be those of part of the run",
+            missing.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 /// The share of the requested rate a run must send in its window.
@@ -645,6 +696,25 @@ mod tests {
         assert_eq!(intervals.len(), 2);
         assert_eq!(intervals[1].tag().map(|tag| tag.as_str()), Some("window"));
         assert_eq!(intervals[1].start_timestamp(), std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn only_all_the_shards_of_one_run_merge() {
+        let shard = |text: &str, rate: f64| {
+            let mut report = Report::new(mqtt_reports::Kind::Bench, "0", "2026-11-29T00:00:00Z", "mqtt://x");
+            report.parameters.insert("shard".into(), serde_json::json!(text));
+            report.parameters.insert("rate".into(), serde_json::json!(rate));
+            report
+        };
+        assert_eq!(check_shards(&[shard("0/2", 10.0), shard("1/2", 10.0)]), Ok(()));
+        let twice = check_shards(&[shard("0/2", 10.0), shard("0/2", 10.0)]).unwrap_err();
+        assert!(twice.contains("given twice"), "{twice}");
+        let missing = check_shards(&[shard("0/3", 10.0), shard("2/3", 10.0)]).unwrap_err();
+        assert!(missing.contains("1/3 are missing"), "{missing}");
+        let other = check_shards(&[shard("0/2", 10.0), shard("1/2", 20.0)]).unwrap_err();
+        assert!(other.contains("rate is 20.0 there"), "{other}");
+        let split = check_shards(&[shard("0/2", 10.0), shard("1/3", 10.0)]).unwrap_err();
+        assert!(split.contains("another split"), "{split}");
     }
 
     #[test]

@@ -161,9 +161,23 @@ pub async fn run(
     .await
     .map_err(|error| format!("waiting for the connections: {error}"))??;
 
-    // The schedule.
+    // The schedule: now, or at the wall-clock time all shards were given.
+    let start_delay = match workload.start_at {
+        None => START_DELAY,
+        Some(start_at) => match start_at.duration_since(std::time::SystemTime::now()) {
+            Ok(ahead) => ahead,
+            Err(late) if late.duration() <= workload.warmup => Duration::ZERO,
+            Err(late) => {
+                return Err(format!(
+                    "ready {:.1} s after --start-at, more than the warm-up ({}): this shard's window would not be the others'",
+                    late.duration().as_secs_f64(),
+                    format_duration(workload.warmup)
+                ))
+            }
+        },
+    };
     let base = Instant::now();
-    let start = base + START_DELAY;
+    let start = base + start_delay;
     let window_start = start + workload.warmup;
     let window_end = window_start + workload.duration;
     let drain_max = DRAIN_MAX.max(workload.duration / 5).min(DRAIN_MAX_CAP);
@@ -183,6 +197,24 @@ pub async fn run(
 
     // Watch the run: CPU over the window, progress once a second.
     let total = times.give_up - start;
+    while Instant::now() < start {
+        on_progress(&Progress {
+            phase: Phase::Connecting,
+            elapsed: Duration::ZERO,
+            total,
+            sent: 0,
+            received: 0,
+            not_offered: 0,
+            errors: 0,
+            p99_us: 0,
+            sent_per_s: 0.0,
+            received_per_s: 0.0,
+        });
+        sleep_until(tokio::time::Instant::from_std(
+            (Instant::now() + PROGRESS_EVERY).min(start),
+        ))
+        .await;
+    }
     let mut last = (0u64, 0u64, Instant::now());
     let mut report_progress = |phase: Phase| {
         let now = Instant::now();
@@ -484,5 +516,11 @@ pub fn parameters(workload: &Workload) -> BTreeMap<String, serde_json::Value> {
     set("duration", json!(format_duration(workload.duration)));
     set("shard", json!(workload.shard.to_string()));
     set("inflight", json!(workload.inflight));
+    if let Some(start_at) = workload.start_at {
+        let seconds = start_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        set("start_at", json!(seconds));
+    }
     parameters
 }

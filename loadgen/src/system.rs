@@ -184,7 +184,10 @@ mod tests {
         assert!(x > 0);
         assert!(Process::Myself.cpu_time().unwrap() > start);
         assert!(Process::Myself.rss_kib().unwrap() > 0);
-        assert!(Process::Myself.open_descriptors().unwrap() > 0, "the listing holds one itself");
+        assert!(
+            Process::Myself.open_descriptors().unwrap() > 0,
+            "the listing holds one itself"
+        );
         assert!(Process::Myself.is_alive());
         assert!(Process::Pid(u32::MAX).cpu_time().is_err());
         assert!(Process::Pid(u32::MAX).open_descriptors().is_err());

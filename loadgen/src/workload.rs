@@ -265,6 +265,9 @@ pub struct Workload {
     /// QoS 1 and 2 messages a publisher may have unacknowledged (also bounded by the broker's
     /// Receive Maximum).
     pub inflight: u16,
+    /// The wall-clock instant the schedule starts, for shards started apart; `None`: as soon as
+    /// the connections are up.
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 impl Default for Workload {
@@ -289,6 +292,7 @@ impl Default for Workload {
             username: None,
             password: None,
             inflight: 1000,
+            start_at: None,
         }
     }
 }
@@ -324,7 +328,7 @@ impl Workload {
             return Err("--duration must be longer than 0".into());
         }
         if self.shape == Shape::Shared && !self.version.is_v5() {
-            return Err("shared subscriptions need MQTT 5.0 (--mqtt-version 5)".into());
+            return Err("shared subscriptions need MQTT 5.0 (--protocol 5.0)".into());
         }
         if self.shard.count > self.topics {
             return Err(format!(

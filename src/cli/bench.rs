@@ -113,13 +113,25 @@ pub struct Args {
     /// User name (or give it in the URL).
     #[arg(short, long)]
     pub username: Option<String>,
-    /// Password (or give it in the URL).
-    #[arg(short = 'P', long = "pw", value_name = "PASSWORD")]
+    /// Password (or give it in the URL, or in MQTT_HARNESS_PASSWORD, which keeps it out of the
+    /// process list).
+    #[arg(
+        short = 'P',
+        long = "pw",
+        value_name = "PASSWORD",
+        env = "MQTT_HARNESS_PASSWORD",
+        hide_env_values = true
+    )]
     pub password: Option<String>,
     /// Run shard K (from 0) of N: the topic groups numbered K mod N, publishers and subscribers
     /// together. Merge the shards' --json files with `mqtt-harness report merge`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<Shard>,
+    /// Start the schedule at this wall-clock time, in seconds since the Unix epoch (`date +%s`),
+    /// after connecting: shards started apart by a scheduler then measure the same window. A
+    /// shard that is ready only after the time plus its warm-up refuses to run (exit 1).
+    #[arg(long, value_name = "EPOCH_SECONDS")]
+    pub start_at: Option<u64>,
     /// Do not fail the run on loss at QoS 1/2 (it is still reported).
     #[arg(long)]
     pub allow_loss: bool,
@@ -212,6 +224,9 @@ impl Args {
             username: self.username.clone(),
             password: self.password.clone(),
             inflight: self.inflight,
+            start_at: self
+                .start_at
+                .map(|seconds| std::time::UNIX_EPOCH + Duration::from_secs(seconds)),
         }
     }
 }
@@ -319,6 +334,7 @@ async fn run_async(args: Args) -> ExitCode {
         return compare(&args, &workload, &a.target, &workload_b, &b.target).await;
     }
     print_plan(&workload, &a.target);
+    let started = output::new_report(Kind::Bench, &a.target.url);
     let figures = match one_run(&workload, &a.target, usize::from(args.threads), true).await {
         Ok(figures) => figures,
         Err(error) => {
@@ -331,7 +347,7 @@ async fn run_async(args: Args) -> ExitCode {
         }
     };
     print_figures(&figures);
-    let report = report_of(&args, &workload, &a.target, figures);
+    let report = report_of(&args, &workload, started, figures);
     let failed = report.cases.iter().any(|case| case.verdict == Verdict::Fail);
     print_verdicts(&report);
     if let Some(path) = &args.hdr_log {
@@ -483,8 +499,8 @@ fn print_verdicts(report: &Report) {
     }
 }
 
-fn report_of(args: &Args, workload: &Workload, target: &Target, figures: Figures) -> Report {
-    let mut report = output::new_report(Kind::Bench, &target.url);
+/// The report of a run that started when `report` was made (`output::new_report` just before it).
+fn report_of(args: &Args, workload: &Workload, mut report: Report, figures: Figures) -> Report {
     report.parameters = mqtt_loadgen::run::parameters(workload);
     report
         .parameters
@@ -500,6 +516,7 @@ fn report_of(args: &Args, workload: &Workload, target: &Target, figures: Figures
 /// `--max`: the highest rate holding the p99 objective with no loss.
 async fn search_max(args: &Args, workload: &Workload, target: &Target) -> ExitCode {
     let objective = args.slo_p99;
+    let started = output::new_report(Kind::Bench, &target.url);
     println!(
         "bench --max: {} → the highest rate with p99 ≤ {} and no loss ({} per step)",
         target.url,
@@ -540,7 +557,7 @@ async fn search_max(args: &Args, workload: &Workload, target: &Target) -> ExitCo
                 rate,
                 ..workload.clone()
             };
-            let mut report = report_of(args, &workload, target, figures);
+            let mut report = report_of(args, &workload, started, figures);
             report.parameters.insert("max_rate".into(), serde_json::json!(rate));
             output::finish(&report, args.report_dir.as_deref(), args.json.as_deref(), false, &[])
         }
@@ -564,6 +581,7 @@ async fn compare(args: &Args, workload_a: &Workload, a: &Target, workload_b: &Wo
         "bench --compare: {} (A) against {} (B), {} rounds of A then B (B then A every other round)",
         a.url, b.url, args.rounds
     );
+    let started = output::new_report(Kind::Bench, &a.url);
     let mut runs_a = Vec::new();
     let mut runs_b = Vec::new();
     for round in 0..args.rounds {
@@ -611,7 +629,7 @@ async fn compare(args: &Args, workload_a: &Workload, a: &Target, workload_b: &Wo
     let Some(last_a) = runs_a.last().cloned() else {
         return ExitCode::from(EXIT_FAILED);
     };
-    let mut report = report_of(args, workload_a, a, last_a);
+    let mut report = report_of(args, workload_a, started, last_a);
     report.extra.insert("compare".into(), comparison.to_json(&b.url));
     let failed = report.cases.iter().any(|case| case.verdict == Verdict::Fail)
         || runs_b.iter().any(|figures| {

@@ -32,7 +32,8 @@ pub enum Command {
         #[arg(long, value_name = "OUT")]
         junit: Option<PathBuf>,
     },
-    /// Merge result files of the same kind and target into one.
+    /// Merge result files of the same kind and target into one (bench: the shards of one run,
+    /// all of them). Exit 1 when the merged result has a failure, as the commands that wrote them.
     Merge {
         /// The result files, in order.
         #[arg(value_name = "FILE", required = true)]
@@ -112,7 +113,12 @@ pub fn run(args: Args) -> ExitCode {
                 merged.cases.len(),
                 render::terminal_summary_line(&merged.summary)
             );
-            ExitCode::SUCCESS
+            // As the commands that wrote them: 1 when the merged result has a failure.
+            if merged.summary.failed > 0 {
+                ExitCode::from(EXIT_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
     }
 }

@@ -170,6 +170,18 @@ fn bad_input_is_one_line_and_exit_2() {
         // Dropped here: nothing listens on it any more.
     };
     let dead_url = format!("mqtt://127.0.0.1:{dead}");
+    let past = (std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        .to_string();
+    let late = harness(&["bench", "--rate", "100", "--duration", "1s", "--start-at", &past]);
+    assert_eq!(late.status.code(), Some(1), "{}", text(&late.stderr));
+    assert!(
+        text(&late.stderr).contains("after --start-at"),
+        "{}",
+        text(&late.stderr)
+    );
     let cases: [(&[&str], &str); 6] = [
         (
             &["bench", &dead_url, "--rate", "100"],
