@@ -6,8 +6,20 @@
 //! (warm-up and window), and the number of steps is bounded by [`STEPS_MAX`].
 
 use std::future::Future;
+use std::time::Duration;
 
-use crate::figures::Figures;
+use crate::figures::{Figures, RATE_OFFERED_SHARE};
+
+/// Whether a run at `rate` held the `--max` objective: p99 within `slo_p99`, nothing lost, every
+/// message offered at 95% or more of the rate, no connection ended early.
+pub fn holds(figures: &Figures, rate: f64, slo_p99: Duration) -> bool {
+    figures.lost == 0
+        && figures.not_offered == 0
+        && figures.errors.is_empty()
+        && figures.throughput.sent_per_s >= rate * RATE_OFFERED_SHARE
+        && figures.latency_us.count > 0
+        && Duration::from_micros(figures.latency_us.p99) <= slo_p99
+}
 
 /// The search stops when the bracket is this narrow, relative to its lower end.
 pub const PRECISION: f64 = 0.1;

@@ -530,12 +530,7 @@ async fn search_max(args: &Args, workload: &Workload, target: &Target) -> ExitCo
         };
         async move {
             let figures = one_run(&workload, target, usize::from(args.threads), true).await?;
-            let holds = figures.lost == 0
-                && figures.not_offered == 0
-                && figures.errors.is_empty()
-                && figures.throughput.sent_per_s >= rate * mqtt_loadgen::figures::RATE_OFFERED_SHARE
-                && figures.latency_us.count > 0
-                && Duration::from_micros(figures.latency_us.p99) <= objective;
+            let holds = mqtt_loadgen::search::holds(&figures, rate, objective);
             println!(
                 "  {rate:>10.0} msgs/s: received {:>10.0}/s, p99 {} µs, lost {}, not offered {} → {}",
                 figures.throughput.received_per_s,

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mqtt_client::{Client, ConnectOptions, Message, PublishOutcome};
+use mqtt_loadgen::system::Process;
 use mqtt_protocol::{ProtocolVersion, QoS};
 use mqtt_scenarios::live::mosquitto::{self, Mosquitto, MosquittoConfig};
 
@@ -43,8 +44,6 @@ const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BROKER_INFLIGHT_MAX: u16 = 1000;
 /// mosquitto's `max_queued_messages` (per client, beyond those in flight).
 const BROKER_QUEUED_MAX: u32 = 1_000_000;
-/// Used when `getconf CLK_TCK` cannot be run; it is 100 on every Linux platform.
-const CLOCK_TICKS_PER_SECOND_DEFAULT: u64 = 100;
 
 const USAGE: &str = "\
 client-throughput: publish throughput of mqtt-client beside rumqttc through a real mosquitto
@@ -166,9 +165,8 @@ fn run() -> Result<(), Error> {
         println!("{USAGE}");
         return Ok(());
     };
-    let ticks_per_second = clock_ticks_per_second();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(benchmark(&args, ticks_per_second))
+    runtime.block_on(benchmark(&args))
 }
 
 /// What one run measured.
@@ -196,78 +194,37 @@ impl Sample {
     }
 }
 
-/// Wall clock and CPU counters at the start of a measurement.
+/// Wall clock and CPU times at the start of a measurement. CPU times come from
+/// `mqtt_loadgen::system`, the project's one `/proc` reader; every thread of a process counts.
 struct Stopwatch {
     started: Instant,
-    cpu_ticks: u64,
-    broker_cpu_ticks: u64,
-    broker_pid: u32,
-    ticks_per_second: u64,
+    cpu: Duration,
+    broker_cpu: Duration,
+    broker: Process,
 }
 
 impl Stopwatch {
-    fn start(broker_pid: u32, ticks_per_second: u64) -> Result<Stopwatch, Error> {
+    fn start(broker_pid: u32) -> Result<Stopwatch, Error> {
+        let broker = Process::Pid(broker_pid);
         Ok(Stopwatch {
-            cpu_ticks: own_cpu_ticks()?,
-            broker_cpu_ticks: cpu_ticks_of(broker_pid)?,
-            broker_pid,
-            ticks_per_second,
+            cpu: Process::Myself.cpu_time()?,
+            broker_cpu: broker.cpu_time()?,
+            broker,
             started: Instant::now(),
         })
     }
 
     fn stop(&self, messages: u64) -> Result<Sample, Error> {
         let seconds = self.started.elapsed().as_secs_f64();
-        let cpu_ticks = own_cpu_ticks()? - self.cpu_ticks;
-        let broker_cpu_ticks = cpu_ticks_of(self.broker_pid)? - self.broker_cpu_ticks;
-        let per_second = self.ticks_per_second as f64;
+        let cpu = Process::Myself.cpu_time()?.saturating_sub(self.cpu);
+        let broker_cpu = self.broker.cpu_time()?.saturating_sub(self.broker_cpu);
         Ok(Sample {
             messages,
             seconds,
-            cpu_seconds: cpu_ticks as f64 / per_second,
-            broker_cpu_seconds: broker_cpu_ticks as f64 / per_second,
+            cpu_seconds: cpu.as_secs_f64(),
+            broker_cpu_seconds: broker_cpu.as_secs_f64(),
         })
     }
-}
-
-fn own_cpu_ticks() -> Result<u64, Error> {
-    cpu_ticks("self")
-}
-
-fn cpu_ticks_of(pid: u32) -> Result<u64, Error> {
-    cpu_ticks(&pid.to_string())
-}
-
-/// utime + stime of `/proc/<process>/stat`, in clock ticks. Every thread of the process counts.
-fn cpu_ticks(process: &str) -> Result<u64, Error> {
-    let path = format!("/proc/{process}/stat");
-    let text = std::fs::read_to_string(&path).map_err(|error| format!("reading {path}: {error}"))?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-    // Field 3 (state) is then the first, so utime (14) and stime (15) are the 12th and 13th.
-    let after_name = text
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .ok_or_else(|| format!("unexpected {path}"))?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let field = |index: usize| -> Result<u64, Error> {
-        let value = fields.get(index).ok_or_else(|| format!("{path} is too short"))?;
-        Ok(value
-            .parse()
-            .map_err(|_| format!("{path}: {value:?} is not a number"))?)
-    };
-    Ok(field(11)? + field(12)?)
-}
-
-/// `getconf CLK_TCK`: the unit of `/proc/*/stat` times.
-fn clock_ticks_per_second() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .filter(|output| output.status.success())
-        .and_then(|output| String::from_utf8_lossy(&output.stdout).trim().parse().ok())
-        .filter(|&ticks| ticks > 0)
-        .unwrap_or(CLOCK_TICKS_PER_SECOND_DEFAULT)
 }
 
 /// How one run is set up.
@@ -283,10 +240,9 @@ struct RunSpec {
     port: u16,
     url: String,
     broker_pid: u32,
-    ticks_per_second: u64,
 }
 
-async fn benchmark(args: &Args, ticks_per_second: u64) -> Result<(), Error> {
+async fn benchmark(args: &Args) -> Result<(), Error> {
     let config = MosquittoConfig {
         max_inflight_messages: Some(BROKER_INFLIGHT_MAX),
         max_queued_messages: Some(BROKER_QUEUED_MAX),
@@ -322,7 +278,6 @@ async fn benchmark(args: &Args, ticks_per_second: u64) -> Result<(), Error> {
                     port: broker.port(),
                     url: broker.url(),
                     broker_pid: broker.pid(),
-                    ticks_per_second,
                 };
                 let sample = match tokio::time::timeout(RUN_TIMEOUT, run_once(&spec)).await {
                     Ok(Ok(sample)) => sample,
@@ -456,7 +411,7 @@ async fn run_ours(spec: &RunSpec) -> Result<Sample, Error> {
     // we, which is what the window of handles bounds (without it, pending_count_max would).
     let handles_max = usize::from(spec.inflight) + spec.queue_capacity;
 
-    let stopwatch = Stopwatch::start(spec.broker_pid, spec.ticks_per_second)?;
+    let stopwatch = Stopwatch::start(spec.broker_pid)?;
     if spec.qos == QoS::AtMostOnce {
         for _ in 0..spec.messages {
             // Dropping the handle is fine: a QoS 0 message has no outcome to wait for.
@@ -533,7 +488,7 @@ async fn run_rumqttc_v5(spec: &RunSpec) -> Result<Sample, Error> {
     let expected = if spec.qos == QoS::AtMostOnce { 1 } else { spec.messages };
     let payload = payload();
 
-    let stopwatch = Stopwatch::start(spec.broker_pid, spec.ticks_per_second)?;
+    let stopwatch = Stopwatch::start(spec.broker_pid)?;
     let driver = tokio::spawn(async move {
         let mut acks = 0;
         while acks < expected {
@@ -611,7 +566,7 @@ async fn run_rumqttc_v4(spec: &RunSpec) -> Result<Sample, Error> {
     let expected = if spec.qos == QoS::AtMostOnce { 1 } else { spec.messages };
     let payload = payload();
 
-    let stopwatch = Stopwatch::start(spec.broker_pid, spec.ticks_per_second)?;
+    let stopwatch = Stopwatch::start(spec.broker_pid)?;
     let driver = tokio::spawn(async move {
         let mut acks = 0;
         while acks < expected {
