@@ -25,8 +25,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use mqtt_protocol::flow::{FlowError, IncomingFlows, OutgoingFlows, SendError};
 use mqtt_protocol::{
-    encoded_len, validate, validate_direction, ConnAck, Direction, Disconnect, EncodeError, Packet, Properties,
-    ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe,
+    encoded_len, validate, validate_direction, ByteStr, ConnAck, Direction, Disconnect, EncodeError, Packet,
+    Properties, ProtocolVersion, Publish, QoS, ReasonCode, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe,
 };
 use tokio::time::Instant;
 
@@ -39,7 +39,7 @@ pub type Token = u64;
 /// An application message to publish.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Message {
-    pub topic: String,
+    pub topic: ByteStr,
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
@@ -48,7 +48,7 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn new(topic: impl Into<String>, payload: impl Into<Bytes>, qos: QoS) -> Message {
+    pub fn new(topic: impl Into<ByteStr>, payload: impl Into<Bytes>, qos: QoS) -> Message {
         Message {
             topic: topic.into(),
             payload: payload.into(),
@@ -217,9 +217,9 @@ pub struct ClientCore {
     last_sent: Option<Instant>,
     ping_sent: Option<Instant>,
     /// Outgoing topic aliases of this connection.
-    aliases_out: BTreeMap<String, u16>,
+    aliases_out: BTreeMap<ByteStr, u16>,
     /// Incoming topic aliases of this connection.
-    aliases_in: BTreeMap<u16, String>,
+    aliases_in: BTreeMap<u16, ByteStr>,
 }
 
 impl ClientCore {
@@ -786,7 +786,7 @@ impl ClientCore {
         }
         if let Some(&alias) = self.aliases_out.get(&publish.topic) {
             publish.properties.topic_alias = Some(alias);
-            publish.topic.clear();
+            publish.topic = ByteStr::new();
         } else if self.aliases_out.len() < usize::from(alias_maximum) {
             let alias = self.aliases_out.len() as u16 + 1;
             self.aliases_out.insert(publish.topic.clone(), alias);

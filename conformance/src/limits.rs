@@ -103,7 +103,7 @@ impl Prober {
         };
         let publish = Publish {
             qos: QoS::AtLeastOnce,
-            topic,
+            topic: topic.into(),
             packet_id: Some(1),
             payload: Bytes::from(vec![b'x'; payload_bytes]),
             ..Publish::default()
@@ -306,7 +306,7 @@ async fn publish_qos1(probe: &mut Probe, topic: &str, index: usize) -> Option<()
     let packet_id = (index % 65_535) as u16 + 1;
     let publish = Publish {
         qos: QoS::AtLeastOnce,
-        topic: topic.to_owned(),
+        topic: topic.into(),
         packet_id: Some(packet_id),
         payload: Bytes::from(format!("m{index}")),
         ..Publish::default()

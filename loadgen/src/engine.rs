@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use mqtt_client::core::{Event, Message, RequestError};
 use mqtt_client::ConnectOptions;
-use mqtt_protocol::{Properties, QoS, ReasonCode, Subscription, SubscriptionOptions};
+use mqtt_protocol::{ByteStr, Properties, QoS, ReasonCode, Subscription, SubscriptionOptions};
 
 use crate::link::{Link, READ_CHUNK};
 use crate::measure::{self, SecondCounts, SharedTimeline};
@@ -236,7 +236,7 @@ impl Engine {
 /// A connection's role and its own state.
 enum Role {
     Publisher {
-        topic: String,
+        topic: ByteStr,
         schedule: Option<Schedule>,
         /// Intended send time (ns) of each QoS 1/2 message not yet acknowledged, by token.
         waiting: HashMap<u64, u64>,
@@ -334,7 +334,7 @@ fn run(
                 stream,
                 link,
                 role: Role::Publisher {
-                    topic: workload.topic(&plan.run, group),
+                    topic: workload.topic(&plan.run, group).into(),
                     schedule: None,
                     waiting: HashMap::new(),
                     report: PublisherReport {

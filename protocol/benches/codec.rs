@@ -1,5 +1,6 @@
 //! Codec speed: decode and encode of PUBLISH (64 B and 4 KiB payloads, with and without
-//! properties) and of CONNECT. Reported, not a gate; compare runs of the same machine only.
+//! properties) and of CONNECT, in 5.0, and the same without properties in 3.1.1 (`v3.1.1_...`).
+//! Reported, not a gate; compare runs of the same machine only.
 
 use std::hint::black_box;
 
@@ -25,14 +26,17 @@ fn publish(payload_len: usize, with_properties: bool) -> Packet {
     })
 }
 
-fn connect() -> Packet {
-    let properties = Properties::from(PropertyFields {
-        session_expiry_interval_s: Some(3600),
-        receive_maximum: Some(100),
-        ..PropertyFields::default()
-    });
+fn connect(protocol: ProtocolVersion) -> Packet {
+    let properties = match protocol {
+        ProtocolVersion::V5 => Properties::from(PropertyFields {
+            session_expiry_interval_s: Some(3600),
+            receive_maximum: Some(100),
+            ..PropertyFields::default()
+        }),
+        _ => Properties::default(),
+    };
     Packet::Connect(Box::new(Connect {
-        protocol: ProtocolVersion::V5,
+        protocol,
         clean_start: true,
         keep_alive_s: 30,
         properties,
@@ -47,27 +51,38 @@ fn connect() -> Packet {
     }))
 }
 
-fn cases() -> Vec<(String, Packet, DecodeContext)> {
-    let server = DecodeContext::server().with_version(ProtocolVersion::V5);
+fn cases() -> Vec<(String, Packet, ProtocolVersion, DecodeContext)> {
     let mut cases = Vec::new();
-    for payload_len in [64, 4096] {
-        for with_properties in [false, true] {
-            let name = format!(
-                "publish_{payload_len}B{}",
-                if with_properties { "_properties" } else { "" }
-            );
-            cases.push((name, publish(payload_len, with_properties), server));
+    for version in [ProtocolVersion::V5, ProtocolVersion::V3_1_1] {
+        let server = DecodeContext::server().with_version(version);
+        let prefix = if version.is_v5() { "" } else { "v3.1.1_" };
+        for payload_len in [64, 4096] {
+            for with_properties in [false, true] {
+                if with_properties && !version.is_v5() {
+                    continue;
+                }
+                let name = format!(
+                    "{prefix}publish_{payload_len}B{}",
+                    if with_properties { "_properties" } else { "" }
+                );
+                cases.push((name, publish(payload_len, with_properties), version, server));
+            }
         }
+        cases.push((
+            format!("{prefix}connect"),
+            connect(version),
+            version,
+            DecodeContext::server(),
+        ));
     }
-    cases.push(("connect".into(), connect(), DecodeContext::server()));
     cases
 }
 
 fn codec(c: &mut Criterion) {
     let mut decode_group = c.benchmark_group("codec/decode");
-    for (name, packet, context) in cases() {
+    for (name, packet, version, context) in cases() {
         let mut encoded = BytesMut::new();
-        encode(&packet, ProtocolVersion::V5, &mut encoded).expect("valid packet");
+        encode(&packet, version, &mut encoded).expect("valid packet");
         let encoded = encoded.freeze();
         decode_group.throughput(Throughput::Bytes(encoded.len() as u64));
         decode_group.bench_with_input(BenchmarkId::from_parameter(&name), &encoded, |b, encoded| {
@@ -81,15 +96,13 @@ fn codec(c: &mut Criterion) {
     decode_group.finish();
 
     let mut encode_group = c.benchmark_group("codec/encode");
-    for (name, packet, _) in cases() {
+    for (name, packet, version, _) in cases() {
         let mut buf = BytesMut::with_capacity(8192);
-        encode_group.throughput(Throughput::Bytes(
-            encoded_len(&packet, ProtocolVersion::V5).expect("valid") as u64,
-        ));
+        encode_group.throughput(Throughput::Bytes(encoded_len(&packet, version).expect("valid") as u64));
         encode_group.bench_with_input(BenchmarkId::from_parameter(&name), &packet, |b, packet| {
             b.iter(|| {
                 buf.clear();
-                encode(black_box(packet), ProtocolVersion::V5, &mut buf).expect("encodes");
+                encode(black_box(packet), version, &mut buf).expect("encodes");
                 black_box(buf.len())
             })
         });

@@ -73,7 +73,7 @@ impl DecodeContext {
 pub fn decode(buf: &mut BytesMut, context: &DecodeContext) -> Result<Option<Packet>, DecodeError> {
     match split_frame(buf, context.maximum_packet_size) {
         Ok(None) => Ok(None),
-        Ok(Some(frame)) => decode_frame(&frame, context).map(Some),
+        Ok(Some(frame)) => decode_owned_frame(frame, context).map(Some),
         Err(error) => Err(framing_error(error, context)),
     }
 }
@@ -124,15 +124,23 @@ fn protocol_error_code(spec: Spec) -> Option<ReasonCode> {
 
 /// Decodes one framed packet strictly.
 pub fn decode_frame(frame: &Frame, context: &DecodeContext) -> Result<Packet, DecodeError> {
+    decode_owned_frame(frame.clone(), context)
+}
+
+/// [`decode_frame`] on a frame it may keep: the decoder reads the frame's bytes in place, and the
+/// payload and topic are slices of them, so a packet costs no copy and no extra reference count.
+fn decode_owned_frame(frame: Frame, context: &DecodeContext) -> Result<Packet, DecodeError> {
+    let nibble = frame.packet_type_bits();
+    let flags = frame.flags();
+    let header_len = frame.header_len();
+    let remaining_length_len = frame.remaining_length_len;
     let mut decoder = Decoder {
-        raw: frame.bytes.clone(),
         spec: context.spec(),
         version: context.version.unwrap_or(ProtocolVersion::V5),
         direction: context.direction,
         section: "2.1",
-        reader: Reader::new(frame.body()),
+        reader: Reader::at(frame.bytes, header_len),
     };
-    let nibble = frame.packet_type_bits();
     let packet_type = match PacketType::from_nibble(nibble) {
         Some(PacketType::Auth) if context.version.is_some_and(|v| !v.is_v5()) => None,
         other => other,
@@ -155,25 +163,25 @@ pub fn decode_frame(frame: &Frame, context: &DecodeContext) -> Result<Packet, De
     if packet_type == PacketType::Connect {
         // The CONNECT fixes the version; its fixed header is checked under the rules of the version
         // in force (5.0's when unknown).
-        decoder.check_fixed_header_flags(packet_type, frame.flags())?;
+        decoder.check_fixed_header_flags(packet_type, flags)?;
         if context.direction != Direction::ClientToServer {
             return Err(decoder.wrong_direction(packet_type));
         }
         let connect = decoder.connect()?;
-        decoder.check_remaining_length_minimal(frame)?;
+        decoder.check_remaining_length_minimal(remaining_length_len)?;
         return Ok(Packet::Connect(Box::new(connect)));
     }
-    decoder.check_remaining_length_minimal(frame)?;
+    decoder.check_remaining_length_minimal(remaining_length_len)?;
     if !packet_type.allowed(decoder.version, decoder.direction) {
         return Err(decoder.wrong_direction(packet_type));
     }
     if packet_type != PacketType::Publish {
-        decoder.check_fixed_header_flags(packet_type, frame.flags())?;
+        decoder.check_fixed_header_flags(packet_type, flags)?;
     }
     let packet = match packet_type {
         PacketType::Connect => unreachable!("CONNECT is decoded above"),
         PacketType::ConnAck => Packet::ConnAck(decoder.connack()?),
-        PacketType::Publish => Packet::Publish(decoder.publish(frame.flags())?),
+        PacketType::Publish => Packet::Publish(decoder.publish(flags)?),
         PacketType::PubAck => Packet::PubAck(decoder.publish_ack(packet_type)?),
         PacketType::PubRec => Packet::PubRec(decoder.publish_ack(packet_type)?),
         PacketType::PubRel => Packet::PubRel(decoder.publish_ack(packet_type)?),
@@ -192,12 +200,12 @@ pub fn decode_frame(frame: &Frame, context: &DecodeContext) -> Result<Packet, De
 }
 
 struct Decoder {
-    raw: Bytes,
     spec: Spec,
     version: ProtocolVersion,
     direction: Direction,
     /// The section of the packet being decoded, cited for shape errors without a statement id.
     section: &'static str,
+    /// Over the whole packet (the raw bytes of an error), positioned past the fixed header.
     reader: Reader,
 }
 
@@ -211,7 +219,7 @@ impl Decoder {
             kind,
             rule,
             reason_code,
-            raw: self.raw.clone(),
+            raw: self.reader.bytes().clone(),
         }
     }
 
@@ -294,9 +302,9 @@ impl Decoder {
     }
 
     /// The minimal-encoding rule for variable byte integers is 5.0's alone (MQTT-1.5.5-1).
-    fn check_remaining_length_minimal(&self, frame: &Frame) -> Result<(), DecodeError> {
-        let body_len = frame.bytes.len() - frame.header_len();
-        if self.is_v5() && frame.remaining_length_len != variable_byte_integer_len(body_len as u32) {
+    fn check_remaining_length_minimal(&self, remaining_length_len: usize) -> Result<(), DecodeError> {
+        let body_len = self.reader.bytes().len() - 1 - remaining_length_len;
+        if self.is_v5() && remaining_length_len != variable_byte_integer_len(body_len as u32) {
             return Err(self.malformed(Kind::VariableByteIntegerNotMinimal, self.both("MQTT-1.5.5-1", "1.5.5")));
         }
         Ok(())
@@ -710,7 +718,9 @@ impl Decoder {
         if dup && qos == QoS::AtMostOnce {
             return Err(self.protocol_error(Kind::DupOnQoS0, self.both("MQTT-3.3.1-2", "3.3.1.1")));
         }
-        let topic = self.string()?;
+        // One pass over the topic's bytes checks UTF-8 and U+0000 and looks for wildcards; the
+        // topic rules are walked again only for a name that holds one (or is empty).
+        let (topic, wildcard) = self.reader.read_topic_name().map_err(|error| self.read_error(error))?;
         let packet_id = if qos == QoS::AtMostOnce {
             None
         } else {
@@ -734,7 +744,7 @@ impl Decoder {
             if properties.topic_alias.is_none() {
                 return Err(self.protocol_error(Kind::EmptyTopicWithoutAlias, Rule::section(self.spec, "3.3.2.1")));
             }
-        } else {
+        } else if wildcard || topic.is_empty() {
             self.topic_name(&topic, Some("MQTT-3.3.2-2"))?;
         }
         self.response_topic(&properties)?;

@@ -10,6 +10,7 @@
 //! | [`types`] | protocol versions (3.1, 3.1.1, 5.0), QoS, direction, packet types |
 //! | [`reason`] | every 5.0 reason code with its name and the packets it may appear in; 3.1.1 return codes |
 //! | [`property`] | every 5.0 property: identifier, wire type, the packets it may appear in; [`Properties`] |
+//! | [`bytestr`] | [`ByteStr`], a UTF-8 string backed by `Bytes`: a decoded topic shares the packet's buffer |
 //! | [`packet`] | the typed control packets of 3.1.1 and 5.0 (all 15, AUTH included) |
 //! | [`frame`] | framing: splits a byte stream into packets (first byte, remaining length, body) without judging their content |
 //! | [`decode`] | the strict decoder on top of framing: `decode(&mut buf, &DecodeContext) -> Result<Option<Packet>, DecodeError>` |
@@ -32,6 +33,7 @@
 //! assert_eq!(decode(&mut buf, &context).unwrap(), None); // need more bytes
 //! ```
 
+pub mod bytestr;
 pub mod decode;
 pub mod encode;
 pub mod error;
@@ -45,6 +47,7 @@ pub mod topic;
 pub mod types;
 pub mod wire;
 
+pub use bytestr::ByteStr;
 pub use decode::{decode, decode_frame, DecodeContext};
 pub use encode::{encode, encoded_len, validate, validate_direction, EncodeError};
 pub use error::{DecodeError, DecodeErrorKind, Rule, Spec};

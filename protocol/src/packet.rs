@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use crate::bytestr::ByteStr;
 use crate::property::Properties;
 use crate::reason::ReasonCode;
 use crate::types::{PacketType, ProtocolVersion, QoS};
@@ -101,8 +102,8 @@ pub struct Publish {
     pub dup: bool,
     pub qos: QoS,
     pub retain: bool,
-    /// Empty in 5.0 when a Topic Alias stands for it.
-    pub topic: String,
+    /// Empty in 5.0 when a Topic Alias stands for it. A decoded topic shares the packet's bytes.
+    pub topic: ByteStr,
     /// Present exactly when QoS > 0, never 0.
     pub packet_id: Option<u16>,
     pub properties: Properties,

@@ -163,16 +163,19 @@ pub struct Properties(Option<Box<PropertyFields>>);
 
 impl Properties {
     /// True when no property is set (cheap: usually no allocation to look at).
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.0.as_deref().is_none_or(PropertyFields::is_empty)
     }
 
     /// The encoded length of the properties alone, without the Property Length in front.
+    #[inline]
     pub fn encoded_len(&self) -> usize {
         self.0.as_deref().map_or(0, PropertyFields::encoded_len)
     }
 
     /// The encoded length with the Property Length in front.
+    #[inline]
     pub fn encoded_len_with_length(&self) -> usize {
         let len = self.encoded_len();
         variable_byte_integer_len(len as u32) + len

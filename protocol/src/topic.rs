@@ -162,12 +162,10 @@ impl std::error::Error for TopicError {}
 /// The first broken rule, in the order above.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     check_length(name)?;
-    // Fast path, on every PUBLISH both ways: a branch-free pass the compiler vectorizes; only a
-    // name that holds a suspect byte is walked again to report the first broken rule.
-    let suspect = name.bytes().fold(false, |found, byte| {
-        found | (byte == b'\0') | (byte == b'+') | (byte == b'#')
-    });
-    if !suspect {
+    // Fast path, on every PUBLISH both ways: one pass eight bytes at a time; only a name that
+    // holds a suspect byte is walked again to report the first broken rule.
+    let scan = crate::wire::Scan::of(name.as_bytes());
+    if !scan.null && !scan.wildcard {
         return Ok(());
     }
     for byte in name.bytes() {

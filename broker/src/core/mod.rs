@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use mqtt_protocol::topic::SubscriptionTree;
 use mqtt_protocol::{
-    encoded_len, DecodeError, DecodeErrorKind, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode, Spec,
+    encoded_len, ByteStr, DecodeError, DecodeErrorKind, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
+    Spec,
 };
 use tokio::time::Instant;
 
@@ -81,7 +82,7 @@ pub struct Broker {
     connections: BTreeMap<ConnectionId, Connection>,
     sessions: BTreeMap<String, Session>,
     subscriptions: SubscriptionTree<SubscriberKey, StoredSubscription>,
-    retained: BTreeMap<String, std::sync::Arc<Message>>,
+    retained: BTreeMap<ByteStr, std::sync::Arc<Message>>,
     timers: BTreeSet<(Instant, Timer)>,
     /// Round-robin position of each shared group, by (group, filter).
     shared_positions: BTreeMap<(String, String), usize>,
@@ -513,7 +514,7 @@ impl Broker {
         let expiry_interval_s = properties.message_expiry_interval_s.take();
         properties.will_delay_interval_s = None;
         let message = Message {
-            topic: will.topic,
+            topic: will.topic.into(),
             payload: will.payload,
             qos: will.qos.min(self.config.maximum_qos),
             retain: will.retain && self.config.retain_available,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_protocol::flow::{IncomingFlows, OutgoingFlows};
-use mqtt_protocol::{Properties, ProtocolVersion, QoS, SubscriptionOptions};
+use mqtt_protocol::{ByteStr, Properties, ProtocolVersion, QoS, SubscriptionOptions};
 use tokio::time::Instant;
 
 use super::ConnectionId;
@@ -14,7 +14,7 @@ use super::ConnectionId;
 /// An application message as the broker received it, shared by every delivery of it.
 #[derive(Debug)]
 pub struct Message {
-    pub topic: String,
+    pub topic: ByteStr,
     pub payload: Bytes,
     pub qos: QoS,
     pub retain: bool,
@@ -139,7 +139,7 @@ pub struct Connection {
     pub keep_alive: Option<Duration>,
     pub last_received: Instant,
     /// Topic aliases the client set on this connection.
-    pub aliases: BTreeMap<u16, String>,
+    pub aliases: BTreeMap<u16, ByteStr>,
     /// The client's Maximum Packet Size.
     pub maximum_packet_size: Option<u32>,
     /// The Topic Alias Maximum the CONNACK offered this connection (0 when it offered none).

@@ -308,7 +308,7 @@ fn outgoing_topic_aliases_are_assigned_per_connection_and_never_carried_over() {
     let shape: Vec<(String, Option<u16>)> = sent
         .iter()
         .map(|packet| match packet {
-            Packet::Publish(p) => (p.topic.clone(), p.properties.topic_alias),
+            Packet::Publish(p) => (p.topic.to_string(), p.properties.topic_alias),
             other => panic!("{other:?}"),
         })
         .collect();
@@ -354,7 +354,7 @@ fn incoming_topic_aliases_resolve_and_an_unknown_alias_is_a_protocol_error() {
     let topics: Vec<String> = events(&mut core)
         .into_iter()
         .filter_map(|event| match event {
-            Event::Message(publish) => Some(publish.topic),
+            Event::Message(publish) => Some(publish.topic.to_string()),
             _ => None,
         })
         .collect();

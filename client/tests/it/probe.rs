@@ -262,7 +262,7 @@ async fn a_malformed_publish_is_reported_with_its_rule_and_reason_code() {
         connection.send(&connack_with_keep_alive(false, 5)).await;
         connection.write(&publish_with_qos_3()).await;
         let valid = Publish {
-            topic: "a/b".to_owned(),
+            topic: "a/b".into(),
             payload: "ok".into(),
             ..Publish::default()
         };
@@ -515,7 +515,7 @@ async fn trace_display_summarizes_each_packet_on_one_line() {
         connection.send(&connack_with_keep_alive(true, 5)).await;
         let publish = Publish {
             qos: QoS::AtLeastOnce,
-            topic: "a/b".to_owned(),
+            topic: "a/b".into(),
             packet_id: Some(7),
             payload: "abc".into(),
             ..Publish::default()
@@ -569,7 +569,7 @@ async fn bytes_arriving_one_at_a_time_still_decode() {
         connection.read_packet().await;
         let mut bytes = encoded(&connack_with_keep_alive(false, 5), ProtocolVersion::V5);
         let publish = Publish {
-            topic: "a/b".to_owned(),
+            topic: "a/b".into(),
             payload: "byte by byte".into(),
             ..Publish::default()
         };
@@ -609,7 +609,7 @@ async fn expect_skipping_passes_over_the_packets_it_is_told_to_skip() {
         connection.send(&Packet::PingResp).await;
         connection.send(&Packet::PingResp).await;
         let publish = Publish {
-            topic: "t".to_owned(),
+            topic: "t".into(),
             ..Publish::default()
         };
         connection.send(&Packet::Publish(publish)).await;
@@ -638,7 +638,7 @@ async fn a_packet_over_the_size_limit_makes_the_stream_unreadable_but_its_close_
     let (address, broker) = fake_broker(|mut connection| async move {
         connection.read_packet().await;
         let publish = Publish {
-            topic: "big".to_owned(),
+            topic: "big".into(),
             payload: vec![b'x'; 200].into(),
             ..Publish::default()
         };

@@ -389,7 +389,7 @@ fn publish(topic: String, qos: QoS, packet_id: Option<u16>, payload: &'static [u
         dup: false,
         qos,
         retain: false,
-        topic,
+        topic: topic.into(),
         packet_id,
         properties: Properties::default(),
         payload: Bytes::from_static(payload),

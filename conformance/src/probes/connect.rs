@@ -835,7 +835,7 @@ async fn refused_ignores_later_packets(context: Context) -> Result<Finding, Fail
         connect.clean_start = false;
     }
     let publish = Publish {
-        topic: topic.clone(),
+        topic: topic.clone().into(),
         payload: Bytes::from_static(b"must-not-be-processed"),
         ..Publish::default()
     };
@@ -1200,7 +1200,7 @@ async fn request_problem_information_0(context: Context) -> Result<Finding, Fail
         }),
         Packet::Publish(Publish {
             qos: QoS::AtLeastOnce,
-            topic: unmatched,
+            topic: unmatched.into(),
             packet_id: Some(3),
             payload: Bytes::from_static(b"nobody"),
             ..Publish::default()
@@ -1230,7 +1230,7 @@ async fn request_problem_information_0(context: Context) -> Result<Finding, Fail
                 probe
                     .send(&Packet::Publish(Publish {
                         qos: QoS::ExactlyOnce,
-                        topic: topic.clone(),
+                        topic: topic.clone().into(),
                         packet_id: Some(5),
                         payload: Bytes::from_static(b"round-trip"),
                         ..Publish::default()
@@ -1313,7 +1313,7 @@ async fn topic_alias_within_maximum(context: Context) -> Result<Finding, Failure
             publisher
                 .send(&Packet::Publish(Publish {
                     qos: QoS::AtLeastOnce,
-                    topic: topic.clone(),
+                    topic: topic.clone().into(),
                     packet_id: Some(packet_id),
                     payload: Bytes::from(payload.clone().into_bytes()),
                     ..Publish::default()
@@ -1343,11 +1343,11 @@ async fn topic_alias_within_maximum(context: Context) -> Result<Finding, Failure
             Some(alias) => {
                 used = true;
                 if !publish.topic.is_empty() {
-                    aliases.insert(alias, publish.topic.clone());
+                    aliases.insert(alias, publish.topic.to_string());
                 }
                 aliases.get(&alias).cloned().unwrap_or_default()
             }
-            None => publish.topic.clone(),
+            None => publish.topic.to_string(),
         };
         if &resolved != topic {
             return Err(Failure::expected(

@@ -148,7 +148,7 @@ fn publish(topic: &str, payload: &[u8], qos: QoS, packet_id: Option<u16>) -> Pub
         dup: false,
         qos,
         retain: false,
-        topic: topic.to_owned(),
+        topic: topic.into(),
         packet_id,
         properties: Properties::default(),
         payload: Bytes::copy_from_slice(payload),

@@ -129,7 +129,7 @@ fn publish(topic: &str, qos: QoS, packet_id: Option<u16>, payload: &'static [u8]
         dup: false,
         qos,
         retain: false,
-        topic: topic.to_owned(),
+        topic: topic.into(),
         packet_id,
         properties: Properties::default(),
         payload: Bytes::from_static(payload),

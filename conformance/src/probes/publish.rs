@@ -195,7 +195,7 @@ fn publish(topic: &str, payload: &str, qos: QoS, packet_id: Option<u16>, propert
         dup: false,
         qos,
         retain: false,
-        topic: topic.to_owned(),
+        topic: topic.into(),
         packet_id,
         properties,
         payload: Bytes::from(payload.to_owned().into_bytes()),
@@ -524,7 +524,7 @@ async fn receive_resolving_aliases(
             unreachable!("the pattern matches PUBLISH only");
         };
         let topic = match publish.properties.topic_alias {
-            None => publish.topic.clone(),
+            None => publish.topic.to_string(),
             Some(alias) if alias == 0 || alias > maximum => {
                 return Err(Failure::expected(
                     format!("{name}: the broker sent a Topic Alias the client did not allow"),
@@ -543,8 +543,8 @@ async fn receive_resolving_aliases(
                 }
             },
             Some(alias) => {
-                mappings.insert(alias, publish.topic.clone());
-                publish.topic.clone()
+                mappings.insert(alias, publish.topic.to_string());
+                publish.topic.to_string()
             }
         };
         received.push((topic, String::from_utf8_lossy(&publish.payload).into_owned()));

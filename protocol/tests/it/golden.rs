@@ -438,7 +438,7 @@ fn vectors() -> Vec<Vector> {
             version: V5,
             direction: C2S,
             packet: Packet::Publish(Publish {
-                topic: String::new(),
+                topic: ByteStr::new(),
                 properties: properties(|p| p.topic_alias = Some(5)),
                 payload: bytes(b"x"),
                 ..Publish::default()

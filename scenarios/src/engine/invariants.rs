@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_protocol::topic::{matches, parse_shared};
-use mqtt_protocol::{Packet, ProtocolVersion, QoS};
+use mqtt_protocol::{ByteStr, Packet, ProtocolVersion, QoS};
 
 use crate::wire::{instant, ClosedBy, Way, WireState};
 
@@ -42,7 +42,7 @@ pub enum Finding {
 #[derive(Debug, Clone)]
 struct Publication {
     publisher: String,
-    topic: String,
+    topic: ByteStr,
     payload: Bytes,
     qos: QoS,
     expires: bool,
@@ -199,8 +199,8 @@ fn publications(clients: &[(String, &WireState)]) -> Vec<Publication> {
 }
 
 /// Messages published exactly once, by (topic, payload).
-fn unique(publications: &[Publication]) -> BTreeMap<(String, Bytes), &Publication> {
-    let mut counts: BTreeMap<(String, Bytes), usize> = BTreeMap::new();
+fn unique(publications: &[Publication]) -> BTreeMap<(ByteStr, Bytes), &Publication> {
+    let mut counts: BTreeMap<(ByteStr, Bytes), usize> = BTreeMap::new();
     for publication in publications {
         *counts
             .entry((publication.topic.clone(), publication.payload.clone()))
@@ -238,7 +238,7 @@ pub fn no_loss(clients: &[(String, &WireState)]) -> Vec<Finding> {
         if !persistent && !single_connection {
             continue;
         }
-        let received: BTreeSet<(String, Bytes)> = state
+        let received: BTreeSet<(ByteStr, Bytes)> = state
             .records
             .iter()
             .filter(|record| record.way == Way::Received)
@@ -281,7 +281,7 @@ pub fn no_qos2_duplicates(clients: &[(String, &WireState)]) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (subscriber, state) in clients {
         // (topic, payload) -> the packet id of its first arrival, and whether PUBREL came for it.
-        let mut first: BTreeMap<(String, Bytes), (Option<u16>, Duration)> = BTreeMap::new();
+        let mut first: BTreeMap<(ByteStr, Bytes), (Option<u16>, Duration)> = BTreeMap::new();
         let mut released: BTreeSet<u16> = BTreeSet::new();
         for record in &state.records {
             if record.way != Way::Received {
@@ -331,7 +331,7 @@ pub fn ordered(clients: &[(String, &WireState)]) -> Vec<Finding> {
     let publications = publications(clients);
     let unique = unique(&publications);
     // (publisher, topic, qos) -> payloads in publish order.
-    let mut sequences: BTreeMap<(String, String, u8), Vec<Bytes>> = BTreeMap::new();
+    let mut sequences: BTreeMap<(String, ByteStr, u8), Vec<Bytes>> = BTreeMap::new();
     for publication in &publications {
         if unique.contains_key(&(publication.topic.clone(), publication.payload.clone())) {
             sequences
@@ -346,9 +346,9 @@ pub fn ordered(clients: &[(String, &WireState)]) -> Vec<Finding> {
     }
     let mut findings = Vec::new();
     for (subscriber, state) in clients {
-        let mut seen: BTreeSet<(String, Bytes)> = BTreeSet::new();
+        let mut seen: BTreeSet<(ByteStr, Bytes)> = BTreeSet::new();
         // Per sequence: the index of the last first-arrival, and its payload.
-        let mut last: BTreeMap<(String, String, u8), (usize, Bytes)> = BTreeMap::new();
+        let mut last: BTreeMap<(String, ByteStr, u8), (usize, Bytes)> = BTreeMap::new();
         for record in &state.records {
             if record.way != Way::Received {
                 continue;

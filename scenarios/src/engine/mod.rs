@@ -751,7 +751,7 @@ impl<'a, W: World> Driver<'a, W> {
             dup: plan.dup,
             qos: plan.qos,
             retain: plan.retain,
-            topic: names.topic(&plan.topic),
+            topic: names.topic(&plan.topic).into(),
             packet_id,
             properties: if version.is_v5() {
                 Properties::from(plan.properties.clone())

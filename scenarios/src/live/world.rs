@@ -290,7 +290,7 @@ pub async fn cleanup(wires: &Wires, broker: SocketAddr, names: &Names, version: 
                 }
                 Some(Packet::Connect(connect)) => {
                     if let Some(will) = connect.will.as_ref().filter(|will| will.retain) {
-                        topics.insert(will.topic.clone());
+                        topics.insert(will.topic.as_str().into());
                     }
                     let persistent = match connect.protocol {
                         ProtocolVersion::V5 => connect.properties.session_expiry_interval_s.unwrap_or(0) > 0,
