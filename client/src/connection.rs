@@ -27,16 +27,17 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::core::{self, ClientCore, Close, Message, RequestError, ServerLimits, Token};
-use crate::options::{BrokerUrl, ConnectOptions, Scheme, UrlError};
-use crate::transport::{BoxedStream, Dialer, TcpDialer};
+use crate::options::{BrokerUrl, ConnectOptions, UrlError};
+use crate::transport::{BoxedStream, Dialer};
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
     InvalidUrl(#[from] UrlError),
-    #[error("{0}:// is not supported yet: use mqtt://")]
-    UnsupportedScheme(&'static str),
+    /// TLS could not be set up: a CA file, certificate or key that cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::transport::TlsSetupError),
     /// The network connection could not be made, e.g. "connection refused to 127.0.0.1:1883".
     #[error("{0}")]
     Dial(io::Error),
@@ -198,12 +199,10 @@ async fn await_reply<T>(
 }
 
 impl Client {
-    /// Connects to `url` (`mqtt://host:port`) and returns once the server accepted the connection.
+    /// Connects to `url` (`mqtt://`, `mqtts://`, `ws://` or `wss://host:port`, with
+    /// [`ConnectOptions::tls`] for the TLS ones) and returns once the server accepted the connection.
     pub async fn connect(url: &str, options: ConnectOptions) -> Result<(Client, Events), ClientError> {
         let url: BrokerUrl = url.parse()?;
-        if url.scheme != Scheme::Mqtt {
-            return Err(ClientError::UnsupportedScheme(url.scheme.name()));
-        }
         // Credentials in the URL stand in for those the options leave out.
         let mut options = options;
         if options.user_name.is_none() {
@@ -212,7 +211,8 @@ impl Client {
         if options.password.is_none() {
             options.password = url.password.clone().map(|password| Bytes::from(password.into_bytes()));
         }
-        Client::connect_with(Arc::new(TcpDialer::new(url.authority())), options).await
+        let dialer = crate::transport::dialer_for(&url, &options.tls)?;
+        Client::connect_with(dialer, options).await
     }
 
     /// Connects over whatever `dialer` opens (TCP, turmoil, ...), and reconnects through it.

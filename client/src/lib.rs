@@ -12,7 +12,7 @@
 //! | [`options`] | connect options (every 5.0 CONNECT property, will, credentials), broker URLs |
 //! | [`core`] | the sans-IO client: `handle_*(now, ..)` inputs, `poll_*` outputs, no clock |
 //! | [`connection`] | the async client over any stream: [`Client`], its event stream, reconnect with backoff |
-//! | [`transport`] | the stream seam: anything `AsyncRead + AsyncWrite`, and dialers (TCP now) |
+//! | [`transport`] | the stream seam: anything `AsyncRead + AsyncWrite`; dialers for TCP, TLS ([`transport::tls`]: rustls, both sides' setup) and WebSocket ([`transport::ws`]: both handshakes, the byte-stream adapter) |
 //! | [`probe`] | send typed packets or raw bytes, expect patterns within deadlines, record traces |
 
 pub mod connection;

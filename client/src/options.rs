@@ -12,8 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use mqtt_protocol::{Auth, Connect, Properties, PropertyFields, ProtocolVersion, QoS, Will};
 
-/// The transport a URL names. Only `mqtt://` is connectable today; the others are reserved so
-/// that TLS and WebSocket transports plug in without changing how URLs are written.
+/// The transport a URL names: TCP, TLS, WebSocket over TCP, WebSocket over TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     Mqtt,
@@ -241,6 +240,9 @@ pub struct ConnectOptions {
     pub queue_capacity: usize,
     /// Reconnect automatically after a connection is lost; `None` ends the client instead.
     pub reconnect: Option<ReconnectPolicy>,
+    /// CA file, client certificate, `--insecure`: used by [`crate::Client::connect`] for mqtts://
+    /// and wss:// URLs.
+    pub tls: crate::transport::TlsOptions,
 }
 
 impl fmt::Debug for ConnectOptions {
@@ -286,6 +288,7 @@ impl ConnectOptions {
             request_timeout: Duration::from_secs(30),
             queue_capacity: 4096,
             reconnect: None,
+            tls: crate::transport::TlsOptions::default(),
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use mqtt_broker::{Config, Mutation, Mutations};
 use mqtt_conformance::catalog::catalog;
+use mqtt_conformance::context::Endpoint;
 use mqtt_conformance::runner::{check, CheckOptions};
 use mqtt_reports::Verdict;
 use mqtt_scenarios::live::ReferenceBroker;
@@ -23,7 +24,8 @@ fn main() {
         };
         let broker = ReferenceBroker::start(config).expect("the reference broker starts");
         let started = Instant::now();
-        let run = check(broker.address(), "", &catalog, &options, &|| {}).unwrap_or_else(|error| panic!("{error}"));
+        let run = check(Endpoint::tcp(broker.address()), "", &catalog, &options, &|| {})
+            .unwrap_or_else(|error| panic!("{error}"));
         let killers: Vec<String> = run
             .cases
             .iter()

@@ -1,4 +1,4 @@
-//! What a probe case works with: the broker's address, the version, names unique to the run, the
+//! What a probe case works with: the broker ([`Endpoint`]), the version, names unique to the run, the
 //! broker's discovered capabilities, and recorded connections. Every connection a case opens goes
 //! through the same recording wrapper as the scenarios', so the evidence of a failure is one
 //! packet trace in one format, whatever kind the case is.
@@ -8,14 +8,71 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mqtt_client::options::Scheme;
 use mqtt_client::probe::{Pattern, Probe, ProbeError, ProbeOptions};
-use mqtt_client::transport::{Dialer, TcpDialer};
+use mqtt_client::transport::{dialer_over, Dialer, TcpDialer, TlsOptions, TlsSetupError};
+use mqtt_client::BrokerUrl;
 use mqtt_protocol::{Connect, Packet, Properties, PropertyFields, ProtocolVersion, ReasonCode};
 use mqtt_scenarios::engine::Names;
 use mqtt_scenarios::wire::{Clock, KillSwitch, RecordingDialer, Trace, Wire};
 use tokio::time::timeout;
 
 use crate::discover::Capabilities;
+
+/// The broker under test: the URL that names its transport (and the name its TLS certificate must
+/// carry), the address that answered, and the TLS options. Every connection a check makes goes
+/// through [`Endpoint::dialer`], so every case runs over TCP, TLS or WebSocket alike.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub url: BrokerUrl,
+    pub address: SocketAddr,
+    pub tls: TlsOptions,
+}
+
+impl Endpoint {
+    /// `url`'s transport to `address`; an error when its TLS files cannot be used.
+    pub fn new(url: BrokerUrl, address: SocketAddr, tls: TlsOptions) -> Result<Endpoint, String> {
+        let endpoint = Endpoint { url, address, tls };
+        endpoint.try_dialer().map_err(|error| error.to_string())?;
+        Ok(endpoint)
+    }
+
+    /// Plain TCP to `address`.
+    pub fn tcp(address: SocketAddr) -> Endpoint {
+        Endpoint {
+            url: BrokerUrl {
+                scheme: Scheme::Mqtt,
+                username: None,
+                password: None,
+                host: address.ip().to_string(),
+                port: address.port(),
+                path: String::new(),
+            },
+            address,
+            tls: TlsOptions::default(),
+        }
+    }
+
+    fn try_dialer(&self) -> Result<Arc<dyn Dialer>, TlsSetupError> {
+        dialer_over(TcpDialer::from_socket_address(self.address), &self.url, &self.tls)
+    }
+
+    /// A dialer of the broker's transport.
+    pub fn dialer(&self) -> Arc<dyn Dialer> {
+        self.try_dialer().expect("checked by Endpoint::new")
+    }
+
+    /// A probe connected to the broker, nothing sent yet.
+    pub async fn probe(&self, options: ProbeOptions) -> Result<Probe, ProbeError> {
+        Probe::connect(self.dialer().as_ref(), options).await
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.url)
+    }
+}
 
 /// How long a connect, a CONNACK or an answer may take before a case fails, before scaling.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -75,7 +132,7 @@ impl From<ProbeError> for Failure {
 /// The context of one probe case in one version.
 pub struct Context {
     pub version: ProtocolVersion,
-    pub broker: SocketAddr,
+    pub broker: Endpoint,
     pub names: Names,
     pub capabilities: Capabilities,
     /// SHOULD-level parts of a case fail instead of being informational.
@@ -127,7 +184,7 @@ impl Context {
         let wire = Wire::default();
         self.wires.borrow_mut().push((client.to_owned(), wire.clone()));
         let dialer = RecordingDialer {
-            inner: Arc::new(TcpDialer::from_socket_address(self.broker)),
+            inner: self.broker.dialer(),
             client: client.to_owned(),
             wire,
             trace: self.trace.clone(),

@@ -4,9 +4,9 @@
 //! says nothing (the QoS a subscription is granted). A case that needs what the broker declines
 //! is not applicable, with the reason.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::context::Endpoint;
 use bytes::Bytes;
 use mqtt_client::probe::{Pattern, Probe, ProbeOptions};
 use mqtt_protocol::{
@@ -106,8 +106,9 @@ impl Capabilities {
 
 /// Asks the broker what it offers in `version`. An error says, in one line, why it cannot be
 /// asked at all (it did not accept a plain CONNECT).
-pub async fn discover(broker: SocketAddr, version: ProtocolVersion, names: &Names) -> Result<Capabilities, String> {
-    let mut probe = Probe::connect_tcp(broker, ProbeOptions::client().with_version(version))
+pub async fn discover(broker: &Endpoint, version: ProtocolVersion, names: &Names) -> Result<Capabilities, String> {
+    let mut probe = broker
+        .probe(ProbeOptions::client().with_version(version))
         .await
         .map_err(|error| error.to_string())?;
     let connect = Connect {

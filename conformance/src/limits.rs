@@ -4,9 +4,9 @@
 //! messages it queues for an offline session. Every search is bounded (sizes, counts, time);
 //! a limit beyond the bound is reported as "at least".
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::context::Endpoint;
 use bytes::Bytes;
 use mqtt_client::probe::{Pattern, Probe, ProbeOptions};
 use mqtt_protocol::{
@@ -40,7 +40,7 @@ enum Searched {
 }
 
 struct Prober {
-    broker: SocketAddr,
+    broker: Endpoint,
     version: ProtocolVersion,
     names: Names,
     counter: u32,
@@ -77,7 +77,7 @@ impl Prober {
         let options = ProbeOptions::client()
             .with_version(self.version)
             .with_maximum_packet_size(mqtt_protocol::DecodeContext::MAXIMUM_PACKET_SIZE_MAX);
-        let mut probe = Probe::connect_tcp(self.broker, options).await.ok()?;
+        let mut probe = self.broker.probe(options).await.ok()?;
         probe.send(&Packet::Connect(Box::new(connect))).await.ok()?;
         let connack = probe.expect(&Pattern::connack(), ANSWER).await.ok()?;
         let code = match &connack {
@@ -176,7 +176,7 @@ fn limit(found: Option<usize>, bound: usize) -> Value {
 }
 
 /// The broker's limits in `version`.
-pub async fn discover_limits(broker: SocketAddr, version: ProtocolVersion, names: &Names) -> Value {
+pub async fn discover_limits(broker: Endpoint, version: ProtocolVersion, names: &Names) -> Value {
     let mut prober = Prober {
         broker,
         version,

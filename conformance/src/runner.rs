@@ -5,7 +5,6 @@
 //! nothing. A broker that hangs fails a case ("no CONNACK within 5 s"); the harness never hangs.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -21,7 +20,7 @@ use mqtt_scenarios::wire::{hex, instant, Clock, Trace};
 use tokio::time::{timeout, Instant};
 
 use crate::catalog::{Body, Case};
-use crate::context::{Context, Failure, Finding};
+use crate::context::{Context, Endpoint, Failure, Finding};
 use crate::discover::{discover, Capabilities};
 
 /// The longest one probe case may take, before scaling.
@@ -112,11 +111,11 @@ pub fn rerun_command(url: &str, case: &Case, version: ProtocolVersion) -> String
     )
 }
 
-/// Checks the broker at `broker` (`url` is how commands name it: empty for the embedded one).
+/// Checks `broker`, over its transport (`url` is how commands name it: empty for the embedded one).
 /// `done` is told of each finished case. An error is a one-line reason the broker cannot be
 /// checked at all.
 pub fn check(
-    broker: SocketAddr,
+    broker: Endpoint,
     url: &str,
     catalog: &[Case],
     options: &CheckOptions,
@@ -135,7 +134,7 @@ pub fn check(
     let mut capabilities = Vec::new();
     for version in &options.versions {
         let found =
-            runtime.block_on(async { timeout(Duration::from_secs(20), discover(broker, *version, &names)).await });
+            runtime.block_on(async { timeout(Duration::from_secs(20), discover(&broker, *version, &names)).await });
         match found {
             Ok(Ok(found)) => capabilities.push(found),
             Ok(Err(error)) => return Err(format!("{}: {error}", version_name(*version))),
@@ -154,13 +153,13 @@ pub fn check(
         .into_iter()
         .flat_map(|(case, version)| (0..repeat).map(move |_| Job { case, version }))
         .collect();
-    let target = TargetSpec::Url(
-        format!("mqtt://{broker}")
-            .parse::<BrokerUrl>()
-            .map_err(|error| error.to_string())?,
-    );
+    // Scenario cases reach the broker at the address that answered, over the URL's transport.
+    let target = TargetSpec::Url(BrokerUrl {
+        host: broker.address.ip().to_string(),
+        port: broker.address.port(),
+        ..broker.url.clone()
+    });
     let runner = Runner {
-        broker,
         target,
         live_options: LiveOptions {
             strict: options.strict,
@@ -168,7 +167,10 @@ pub fn check(
             username: options.username.clone(),
             password: options.password.clone(),
             timeout_scale: options.timeout_scale,
+            tls: broker.tls.clone(),
+            transport_url: Some(broker.url.clone()),
         },
+        broker,
         options,
     };
     let results: Mutex<Vec<Option<Ran>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
@@ -282,7 +284,7 @@ fn not_applicable(case: &Case, version: ProtocolVersion, reason: String, command
 
 /// What every case of one check shares.
 struct Runner<'a> {
-    broker: SocketAddr,
+    broker: Endpoint,
     target: TargetSpec,
     live_options: LiveOptions,
     options: &'a CheckOptions,
@@ -297,7 +299,7 @@ impl Runner<'_> {
         capabilities: Option<&Capabilities>,
         command: String,
     ) -> Ran {
-        let (broker, target, live_options, options) = (self.broker, &self.target, &self.live_options, self.options);
+        let (broker, target, live_options, options) = (&self.broker, &self.target, &self.live_options, self.options);
         let started = Instant::now();
         match &case.body {
             Body::Scenario(scenario) => {
@@ -330,7 +332,7 @@ impl Runner<'_> {
                 let id = crate::run_id();
                 let context = Context {
                     version,
-                    broker,
+                    broker: broker.clone(),
                     names: Names {
                         topic_prefix: format!("mh/{id}/"),
                         client_id_prefix: format!("mh{id}-"),

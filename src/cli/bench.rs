@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use mqtt_broker::Config;
+use mqtt_client::options::Scheme;
+use mqtt_client::BrokerUrl;
 use mqtt_loadgen::figures::{verdicts, Figures};
 use mqtt_loadgen::workload::{parse_duration, Arrivals, PayloadSize, Shape, Shard, Workload};
 use mqtt_loadgen::{Progress, Target};
@@ -15,7 +17,7 @@ use mqtt_reports::{Kind, Report, Verdict};
 use mqtt_scenarios::live::ReferenceBroker;
 
 use super::output;
-use super::{reach, EXIT_FAILED, EXIT_USAGE};
+use super::{reach, TlsArgs, EXIT_FAILED, EXIT_USAGE};
 
 /// Loads a broker on a schedule and measures throughput, end-to-end latency and loss. Open loop:
 /// each publisher sends on its schedule whatever the broker does, and latency counts from the
@@ -118,6 +120,7 @@ pub struct Args {
     #[arg(
         short = 'P',
         long = "pw",
+        visible_alias = "password",
         value_name = "PASSWORD",
         env = "MQTT_HARNESS_PASSWORD",
         hide_env_values = true
@@ -256,7 +259,14 @@ fn loaded(text: Option<&str>, args: &Args) -> Result<(Loaded, Option<String>, Op
             ))
         }
         Some(text) => {
-            let (address, url) = reach(text)?;
+            let url: BrokerUrl = text.parse().map_err(|error| format!("{text}: {error}"))?;
+            if url.scheme != Scheme::Mqtt {
+                return Err(format!(
+                    "{}:// is not supported by bench yet: the load generator speaks MQTT over plain TCP (mqtt://)",
+                    url.scheme.name()
+                ));
+            }
+            let (address, url, _) = reach(text, &TlsArgs::default())?;
             let username = args.username.clone().or(url.username);
             let password = args.password.clone().or(url.password);
             Ok((

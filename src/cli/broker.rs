@@ -1,22 +1,62 @@
-//! `mqtt-harness broker`: the reference broker on real sockets, anonymous access, default limits.
+//! `mqtt-harness broker`: the reference broker on real sockets (TCP, TLS, WebSocket), anonymous
+//! access, default limits.
 //!
-//! Binds every `--listen` address first (a failure is a readable message and exit code 1), says
-//! where it listens on stderr, then serves until Ctrl-C (or SIGTERM), when 5.0 clients get
+//! Loads the TLS files and binds every `--listen` address first (a failure is a readable message
+//! and exit code 1), says where it listens on stderr, then serves until Ctrl-C (or SIGTERM), when 5.0 clients get
 //! DISCONNECT 0x8B Server shutting down and the writers are given a bounded time to flush. Logs go
 //! to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
 
 use std::io;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use mqtt_broker::listener::{ListenSpec, ListenerOptions, MqttListener};
 use mqtt_broker::server::Server;
 use mqtt_broker::{Broker, Config};
-use tokio::net::TcpListener;
+use mqtt_client::transport::tls::ServerTlsOptions;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  mqtt-harness broker --listen 127.0.0.1:1883
+  mqtt-harness broker --listen mqtts://0.0.0.0:8883 --listen wss://0.0.0.0:8084/mqtt --cert server.pem --key server.key
+  mqtt-harness broker --listen mqtts://0.0.0.0:8883 --cert server.pem --key server.key --cafile clients-ca.pem")]
 pub struct Args {
-    /// Address to listen on; repeat for several listeners.
-    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:1883")]
-    pub listen: Vec<String>,
+    /// Where to listen: host:port (plain TCP) or a URL: mqtt://, mqtts:// (TLS), ws:// or wss://
+    /// (WebSocket; the path defaults to /mqtt). Repeat for several listeners.
+    #[arg(long = "listen", value_name = "ADDR|URL", default_value = "127.0.0.1:1883")]
+    pub listen: Vec<ListenSpec>,
+    /// PEM certificate chain (leaf first) for the mqtts:// and wss:// listeners.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates: TLS clients must present a certificate signed by one of them.
+    #[arg(long, value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// The lowest TLS version accepted.
+    #[arg(long = "tls-version", value_name = "VERSION", default_value = "tlsv1.2", value_parser = ["tlsv1.2", "tlsv1.3"])]
+    pub tls_version: String,
+}
+
+impl Args {
+    /// The TLS part of the listeners' options; `None` without --cert and --key.
+    fn tls(&self) -> Result<Option<ServerTlsOptions>, String> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Ok(Some(ServerTlsOptions {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_cafile: self.cafile.clone(),
+                tls13_only: self.tls_version == "tlsv1.3",
+            })),
+            (None, None) if self.cafile.is_some() => {
+                Err("--cafile is for TLS listeners: give --cert and --key too".into())
+            }
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("--cert needs --key".into()),
+            (None, Some(_)) => Err("--key needs --cert".into()),
+        }
+    }
 }
 
 /// Exit code when the broker cannot start (an address cannot be bound).
@@ -47,37 +87,30 @@ pub fn run(args: Args) -> ExitCode {
 
 async fn serve(args: Args) -> ExitCode {
     let shutdown = shutdown_signal();
+    let mut options = ListenerOptions::new();
+    options.tls = match args.tls() {
+        Ok(tls) => tls,
+        Err(reason) => {
+            eprintln!("{reason}");
+            return ExitCode::from(EXIT_CANNOT_START);
+        }
+    };
     let mut listeners = Vec::with_capacity(args.listen.len());
-    for address in &args.listen {
-        match TcpListener::bind(address.as_str()).await {
+    for spec in &args.listen {
+        match MqttListener::bind(spec, &options).await {
             Ok(listener) => listeners.push(listener),
             Err(error) => {
-                eprintln!("cannot listen on {address}: {}", describe_bind_error(&error));
+                eprintln!("{error}");
                 return ExitCode::from(EXIT_CANNOT_START);
             }
         }
     }
-    let server = Server::new(listeners, Broker::new(Config::default()));
-    match server.local_addrs() {
-        Ok(addresses) => {
-            for address in addresses {
-                eprintln!("mqtt-harness broker listening on {address}");
-            }
-        }
-        Err(error) => eprintln!("mqtt-harness broker listening (address unknown: {error})"),
+    for listener in &listeners {
+        eprintln!("mqtt-harness broker listening on {}", listener.describe());
     }
+    let server = Server::new(listeners, Broker::new(Config::default()));
     server.run(shutdown).await;
     ExitCode::SUCCESS
-}
-
-/// "address already in use" rather than "Address already in use (os error 98)".
-fn describe_bind_error(error: &io::Error) -> String {
-    match error.kind() {
-        io::ErrorKind::AddrInUse => "address already in use".to_owned(),
-        io::ErrorKind::AddrNotAvailable => "address not available on this machine".to_owned(),
-        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        _ => error.to_string(),
-    }
 }
 
 /// Starts listening for Ctrl-C and SIGTERM (how service managers and containers stop a process)

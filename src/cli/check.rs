@@ -2,13 +2,13 @@
 //! started in-process when no URL is given.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use mqtt_broker::Config;
 use mqtt_conformance::catalog::{self, catalog, section_of};
+use mqtt_conformance::context::Endpoint;
 use mqtt_conformance::coverage::{coverage, VersionCoverage};
 use mqtt_conformance::runner::{self, CheckOptions};
 use mqtt_protocol::ProtocolVersion;
@@ -18,7 +18,7 @@ use mqtt_scenarios::scenario::version_name;
 use serde_json::json;
 
 use super::output::{self, colour, verdict_label};
-use super::{reach, Protocol, EXIT_USAGE};
+use super::{reach, Protocol, TlsArgs, EXIT_USAGE};
 
 /// Checks a broker against the conformance catalog: every case tied to the normative statements
 /// it checks, in MQTT 5.0 and 3.1.1. Exit 0 when every applicable MUST case passes (and SHOULD
@@ -61,8 +61,10 @@ pub struct Args {
     #[arg(long, short = 'u', value_name = "USER")]
     pub username: Option<String>,
     /// The password every case presents.
-    #[arg(long = "pw", short = 'P', value_name = "PASSWORD")]
+    #[arg(long = "pw", short = 'P', visible_alias = "password", value_name = "PASSWORD")]
     pub password: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Cases at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub concurrency: u64,
@@ -148,13 +150,13 @@ pub fn run(args: Args) -> ExitCode {
     };
     // The embedded broker, or the address of the one at the URL (reachable, or exit 2).
     let mut embedded = None;
-    let (address, url, target, options) = match &args.broker {
+    let (endpoint, url, target, options) = match &args.broker {
         None => match ReferenceBroker::start(Config::default()) {
             Ok(broker) => {
                 let address = broker.address();
                 embedded = Some(broker);
                 (
-                    address,
+                    Endpoint::tcp(address),
                     String::new(),
                     "the reference broker (embedded)".to_owned(),
                     options,
@@ -165,12 +167,13 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         },
-        Some(text) => match reach(text) {
-            Ok((address, url)) => {
+        Some(text) => match reach(text, &args.tls).and_then(|(address, url, tls)| Endpoint::new(url, address, tls)) {
+            Ok(endpoint) => {
                 let mut options = options;
-                options.username = options.username.or_else(|| url.username.clone());
-                options.password = options.password.or_else(|| url.password.clone());
-                (address, url.to_string(), url.to_string(), options)
+                options.username = options.username.or_else(|| endpoint.url.username.clone());
+                options.password = options.password.or_else(|| endpoint.url.password.clone());
+                let url = endpoint.url.to_string();
+                (endpoint, url.clone(), url, options)
             }
             Err(error) => {
                 eprintln!("{error}");
@@ -179,7 +182,7 @@ pub fn run(args: Args) -> ExitCode {
         },
     };
     if args.discover {
-        let limits = discover_limits(address, &versions, &options);
+        let limits = discover_limits(&endpoint, &versions, &options);
         drop(embedded);
         return match limits {
             Ok(limits) => {
@@ -199,7 +202,7 @@ pub fn run(args: Args) -> ExitCode {
     );
     let bar = output::progress(jobs.len() * options.repeat as usize, "cases");
     let started = Instant::now();
-    let result = runner::check(address, &url, &catalog, &options, &|| bar.inc(1));
+    let result = runner::check(endpoint, &url, &catalog, &options, &|| bar.inc(1));
     bar.finish_and_clear();
     drop(embedded);
     let run = match result {
@@ -311,7 +314,7 @@ pub fn run(args: Args) -> ExitCode {
 
 /// The limits of the broker at `address` in each version, as one JSON object by version.
 fn discover_limits(
-    address: SocketAddr,
+    endpoint: &Endpoint,
     versions: &[ProtocolVersion],
     options: &CheckOptions,
 ) -> Result<serde_json::Value, String> {
@@ -333,7 +336,7 @@ fn discover_limits(
             let mut found = serde_json::Map::new();
             for version in versions {
                 eprintln!("discovering the limits in {} ...", version_name(*version));
-                let limits = mqtt_conformance::limits::discover_limits(address, *version, &names).await;
+                let limits = mqtt_conformance::limits::discover_limits(endpoint.clone(), *version, &names).await;
                 found.insert(version_name(*version).to_owned(), limits);
             }
             serde_json::Value::Object(found)

@@ -5,12 +5,14 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mqtt_client::options::Scheme;
+use mqtt_client::transport::{dialer_for, TlsOptions};
 use mqtt_client::BrokerUrl;
 use mqtt_protocol::ProtocolVersion;
 
@@ -55,32 +57,75 @@ pub const EXIT_USAGE: u8 = 2;
 /// How long a broker's TCP port may take to accept before it counts as unreachable.
 const REACH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A broker URL, parsed and answering a TCP connect within [`REACH_TIMEOUT`]; or one line
-/// saying why not ("connection refused to 127.0.0.1:1883").
-pub fn reach(text: &str) -> Result<(SocketAddr, BrokerUrl), String> {
-    let url: BrokerUrl = text.parse().map_err(|error| format!("{text}: {error}"))?;
-    if url.scheme != Scheme::Mqtt {
-        return Err(format!(
-            "{}:// is not supported yet (TLS and WebSocket come with the transports work): use mqtt://",
-            url.scheme.name()
-        ));
+/// TLS options of every command that takes a broker URL, named as mosquitto_pub names them.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// PEM file of the CAs that may sign the broker's certificate, for mqtts:// and wss:// (the
+    /// system's CA bundle without it).
+    #[arg(long, value_name = "FILE")]
+    pub cafile: Option<PathBuf>,
+    /// PEM client certificate chain, for a broker that asks for one.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Do not check the broker's certificate (self-signed test brokers): the connection is then
+    /// encrypted but not authenticated.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl TlsArgs {
+    /// The client's TLS options; says loudly on stderr when they skip the certificate check.
+    pub fn options(&self, url: &BrokerUrl) -> TlsOptions {
+        if self.insecure && matches!(url.scheme, Scheme::Mqtts | Scheme::Wss) {
+            eprintln!(
+                "warning: --insecure: the certificate of {url} is not checked; anybody on the path can read and \
+                 change this connection"
+            );
+        }
+        TlsOptions {
+            cafile: self.cafile.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            insecure: self.insecure,
+        }
     }
-    let address = url
+}
+
+/// A broker URL (mqtt://, mqtts://, ws://, wss://), parsed, its TLS files loaded, and its TCP
+/// port answering within [`REACH_TIMEOUT`]: the address that answered, the URL, and the TLS
+/// options its transport needs. Or one line saying why not ("connection refused to
+/// 127.0.0.1:1883").
+pub fn reach(text: &str, tls: &TlsArgs) -> Result<(SocketAddr, BrokerUrl, TlsOptions), String> {
+    let url: BrokerUrl = text.parse().map_err(|error| format!("{text}: {error}"))?;
+    let tls = tls.options(&url);
+    // Loads and checks the TLS files now, so a bad one is reported before anything is sent.
+    dialer_for(&url, &tls).map_err(|error| error.to_string())?;
+    let addresses: Vec<SocketAddr> = url
         .authority()
         .to_socket_addrs()
         .map_err(|error| format!("cannot resolve {}: {error}", url.host))?
-        .next()
-        .ok_or_else(|| format!("{} has no address", url.host))?;
-    match std::net::TcpStream::connect_timeout(&address, REACH_TIMEOUT) {
-        Ok(_) => Ok((address, url)),
-        Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
-            Err(format!("connection refused to {address}"))
+        .collect();
+    let mut first_error = None;
+    // A name may resolve to several addresses (IPv6 and IPv4): the first that answers is the one.
+    for address in addresses {
+        match std::net::TcpStream::connect_timeout(&address, REACH_TIMEOUT) {
+            Ok(_) => return Ok((address, url, tls)),
+            Err(error) => {
+                let reason = match error.kind() {
+                    std::io::ErrorKind::ConnectionRefused => format!("connection refused to {address}"),
+                    std::io::ErrorKind::TimedOut => {
+                        format!("no answer from {address} within {} s", REACH_TIMEOUT.as_secs())
+                    }
+                    _ => format!("cannot connect to {address}: {error}"),
+                };
+                first_error.get_or_insert(reason);
+            }
         }
-        Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
-            Err(format!("no answer from {address} within {} s", REACH_TIMEOUT.as_secs()))
-        }
-        Err(error) => Err(format!("cannot connect to {address}: {error}")),
     }
+    Err(first_error.unwrap_or_else(|| format!("{} has no address", url.host)))
 }
 
 /// `--protocol`: one version, or every version a case lists.

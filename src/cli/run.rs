@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use mqtt_client::transport::TlsOptions;
 use mqtt_client::BrokerUrl;
 use mqtt_protocol::ProtocolVersion;
 use mqtt_reports::{compare, Case, Expectations, Kind, Verdict};
@@ -14,7 +15,7 @@ use mqtt_scenarios::results;
 use mqtt_scenarios::scenario::{version_name, Scenario};
 
 use super::output::{self, colour, verdict_label};
-use super::{reach, Protocol, EXIT_USAGE};
+use super::{reach, Protocol, TlsArgs, EXIT_USAGE};
 
 /// Runs YAML scenarios live against a broker. Faults go through a fault proxy the harness starts
 /// on loopback for each client a fault names; windows are measured in real time with a fixed
@@ -34,8 +35,10 @@ pub struct Args {
     #[arg(long, short = 'u', value_name = "USER")]
     pub username: Option<String>,
     /// The password every client presents, unless the scenario gives its own.
-    #[arg(long = "pw", short = 'P', value_name = "PASSWORD")]
+    #[arg(long = "pw", short = 'P', visible_alias = "password", value_name = "PASSWORD")]
     pub password: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// The broker's known deviations: exit 0 when every verdict matches the file, 1 on any
     /// mismatch (a new failure, or a new pass).
     #[arg(long, value_name = "FILE")]
@@ -82,7 +85,7 @@ pub fn run(args: Args) -> ExitCode {
         },
         None => None,
     };
-    let (spec, username, password) = match target(&args) {
+    let (spec, username, password, tls) = match target(&args) {
         Ok(target) => target,
         Err(error) => {
             eprintln!("{error}");
@@ -95,6 +98,8 @@ pub fn run(args: Args) -> ExitCode {
         username,
         password,
         timeout_scale: 1.0,
+        tls,
+        transport_url: None,
     };
     let jobs: Vec<(usize, ProtocolVersion)> = scenarios
         .iter()
@@ -190,14 +195,19 @@ pub fn run(args: Args) -> ExitCode {
 /// The broker under test and the credentials, from `--broker`, `-u` and `-P` (which win over
 /// credentials in the URL). A broker that does not answer a TCP connect is an error here, with
 /// the reason in one line.
-fn target(args: &Args) -> Result<(TargetSpec, Option<String>, Option<String>), String> {
+fn target(args: &Args) -> Result<(TargetSpec, Option<String>, Option<String>, TlsOptions), String> {
     let Some(text) = &args.broker else {
-        return Ok((TargetSpec::Reference, args.username.clone(), args.password.clone()));
+        return Ok((
+            TargetSpec::Reference,
+            args.username.clone(),
+            args.password.clone(),
+            TlsOptions::default(),
+        ));
     };
-    let (_, url) = reach(text)?;
+    let (_, url, tls) = reach(text, &args.tls)?;
     let username = args.username.clone().or_else(|| url.username.clone());
     let password = args.password.clone().or_else(|| url.password.clone());
-    Ok((TargetSpec::Url(url), username, password))
+    Ok((TargetSpec::Url(url), username, password, tls))
 }
 
 fn print_case(case: &Case, colour: bool) {

@@ -23,8 +23,13 @@ struct BrokerProcess {
 
 impl BrokerProcess {
     fn start(listen: &str) -> BrokerProcess {
+        BrokerProcess::start_with(&["--listen", listen])
+    }
+
+    fn start_with(args: &[&str]) -> BrokerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt-harness"))
-            .args(["broker", "--listen", listen])
+            .arg("broker")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -131,7 +136,7 @@ fn broker_listens_where_told_and_answers_a_3_1_1_connect_with_connack_0() {
         .stderr_line_containing("listening on")
         .unwrap_or_else(|seen| panic!("no listening line; stderr: {seen:#?}"));
     assert!(
-        line.contains(&format!("mqtt-harness broker listening on {address}")),
+        line.contains(&format!("mqtt-harness broker listening on mqtt://{address}")),
         "{line}"
     );
 
@@ -167,7 +172,7 @@ fn a_taken_port_exits_1_with_a_readable_message() {
     let mut broker = BrokerProcess::start(&address.to_string());
     let status = broker.wait_for_exit().expect("the broker exits within the deadline");
     assert_eq!(status.code(), Some(1));
-    let expected = format!("cannot listen on {address}: address already in use");
+    let expected = format!("cannot listen on mqtt://{address}: address already in use");
     let line = broker
         .stderr_line_containing("cannot listen")
         .unwrap_or_else(|seen| panic!("no error line; stderr: {seen:#?}"));
@@ -198,4 +203,64 @@ fn ctrl_c_stops_the_broker_cleanly_with_exit_0() {
         Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
         other => panic!("expected the connection closed, got {other:?}"),
     }
+}
+
+/// `mqtt-harness check` over the transports: the CLI's broker serves mqtts:// and ws:// (port 0,
+/// the ports read from what it prints), `check` passes a case over each with `--cafile`, and a
+/// CA that did not sign the broker's certificate, or a TLS listener without a certificate, is a
+/// one-line error.
+#[test]
+fn check_runs_over_tls_and_websocket_against_the_cli_broker() {
+    let certificates = crate::certs::Certificates::make("cli");
+    let path = |name: &str| certificates.path(name).display().to_string();
+    let broker = BrokerProcess::start_with(&[
+        "--listen",
+        "mqtts://127.0.0.1:0",
+        "--listen",
+        "ws://127.0.0.1:0",
+        "--cert",
+        &path("server.pem"),
+        "--key",
+        &path("server.key"),
+    ]);
+    let port_of = |scheme: &str| -> String {
+        let line = broker
+            .stderr_line_containing(&format!("listening on {scheme}://"))
+            .unwrap_or_else(|seen| panic!("no {scheme} listener in {seen:?}"));
+        let rest = line
+            .split(&format!("{scheme}://127.0.0.1:"))
+            .nth(1)
+            .expect("an address");
+        rest.split('/').next().expect("a port").to_owned()
+    };
+    let (tls_port, ws_port) = (port_of("mqtts"), port_of("ws"));
+    let check = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mqtt-harness"))
+            .arg("check")
+            .args(args)
+            .args(["--only", "MQTT-3.1.2-1", "--protocol", "5.0"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("check runs")
+    };
+    let tls_url = format!("mqtts://localhost:{tls_port}");
+    let over_tls = check(&[&tls_url, "--cafile", &path("ca.pem")]);
+    assert!(
+        over_tls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&over_tls.stderr)
+    );
+    assert!(String::from_utf8_lossy(&over_tls.stdout).contains("1 passed"));
+    let over_ws = check(&[&format!("ws://127.0.0.1:{ws_port}/mqtt")]);
+    assert!(over_ws.status.success(), "{}", String::from_utf8_lossy(&over_ws.stderr));
+
+    let untrusted = check(&[&tls_url, "--cafile", &path("client-ca.pem")]);
+    assert_eq!(untrusted.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(stderr.contains("certificate"), "{stderr}");
+
+    let mut no_certificate = BrokerProcess::start("mqtts://127.0.0.1:0");
+    let status = no_certificate.wait_for_exit().expect("it exits at once");
+    assert_eq!(status.code(), Some(1));
+    assert!(no_certificate.stderr_line_containing("--cert FILE --key FILE").is_ok());
 }

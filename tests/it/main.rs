@@ -3,6 +3,9 @@
 
 mod bench_cli;
 mod broker_cli;
+/// The broker's test certificates, shared rather than written twice.
+#[path = "../../broker/tests/it/certs.rs"]
+mod certs;
 mod check_cli;
 mod cli;
 mod scenario_cli;

@@ -380,7 +380,13 @@ impl Probe {
     /// Opens a TCP connection (TCP_NODELAY on) within [`ProbeOptions::connect_timeout`].
     /// `address` is anything that prints as `host:port`, a `SocketAddr` included.
     pub async fn connect_tcp(address: impl fmt::Display, options: ProbeOptions) -> Result<Probe, ProbeError> {
-        let dialer = TcpDialer::new(address.to_string());
+        Probe::connect(&TcpDialer::new(address.to_string()), options).await
+    }
+
+    /// Opens a connection through `dialer` (TCP, TLS, WebSocket: see
+    /// [`crate::transport::dialer_for`]) within [`ProbeOptions::connect_timeout`]. The probe sees
+    /// and records MQTT packets whatever carries them.
+    pub async fn connect(dialer: &dyn Dialer, options: ProbeOptions) -> Result<Probe, ProbeError> {
         let waited = options.connect_timeout;
         let stream = match timeout(waited, dialer.dial()).await {
             Ok(Ok(stream)) => stream,

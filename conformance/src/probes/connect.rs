@@ -738,7 +738,9 @@ async fn protocol_version_unsupported(context: Context) -> Result<Finding, Failu
     let mut connect = RawConnect::new(&context, "level");
     connect.level = if context.v5() { 6 } else { 2 };
     let started = context.now();
-    let mut probe = Probe::connect_tcp(context.broker, ProbeOptions::client().with_version(context.version))
+    let mut probe = context
+        .broker
+        .probe(ProbeOptions::client().with_version(context.version))
         .await
         .map_err(|error| Failure::new(format!("cannot connect to {}: {error}", context.broker)))?;
     let sent = probe.send_raw(&connect.bytes()).await;

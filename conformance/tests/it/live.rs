@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use mqtt_broker::{Config, Mutation, Mutations};
 use mqtt_conformance::catalog::{catalog, Case};
+use mqtt_conformance::context::Endpoint;
 use mqtt_conformance::runner::{check, CheckOptions, CheckRun};
 use mqtt_protocol::{ProtocolVersion, QoS};
 use mqtt_reports::{compare, Expectations, Kind, Report, Verdict};
@@ -23,7 +24,7 @@ fn cases() -> Vec<Case> {
 
 fn check_reference(config: Config, options: &CheckOptions, catalog: &[Case]) -> CheckRun {
     let broker = ReferenceBroker::start(config).expect("the reference broker starts");
-    check(broker.address(), "", catalog, options, &|| {}).unwrap_or_else(|error| panic!("{error}"))
+    check(Endpoint::tcp(broker.address()), "", catalog, options, &|| {}).unwrap_or_else(|error| panic!("{error}"))
 }
 
 fn describe_failures(run: &CheckRun) -> String {
@@ -80,7 +81,7 @@ fn mosquitto_matches_its_expectations_file() {
         .expect("mosquitto starts (scripts/test installs it)");
     let catalog = cases();
     let run = check(
-        mosquitto.address(),
+        Endpoint::tcp(mosquitto.address()),
         &mosquitto.url(),
         &catalog,
         &CheckOptions::default(),

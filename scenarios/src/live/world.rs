@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mqtt_client::transport::{Dialer, TcpDialer};
+use mqtt_client::options::Scheme;
+use mqtt_client::transport::{dialer_over, Dialer, TcpDialer, TlsOptions, TlsSetupError};
+use mqtt_client::BrokerUrl;
 use mqtt_client::{Client, ConnectOptions, Message};
 use mqtt_protocol::{Packet, ProtocolVersion, QoS};
 use tokio::time::{timeout, Instant};
@@ -51,6 +53,12 @@ pub struct LiveOptions {
     pub password: Option<String>,
     /// Multiplies how long expectations wait (not windows).
     pub timeout_scale: f64,
+    /// CA file, client certificate, `--insecure`, for a target URL of mqtts:// or wss://.
+    pub tls: TlsOptions,
+    /// The URL whose transport the connections speak (TLS server name, WebSocket path), when it is
+    /// not the target's own: `check` reaches a broker at the address that answered, but verifies
+    /// the name its URL gave.
+    pub transport_url: Option<BrokerUrl>,
 }
 
 impl Default for LiveOptions {
@@ -61,6 +69,8 @@ impl Default for LiveOptions {
             username: None,
             password: None,
             timeout_scale: 1.0,
+            tls: TlsOptions::default(),
+            transport_url: None,
         }
     }
 }
@@ -96,9 +106,32 @@ struct LiveWorld {
     trace: Trace,
     names: Names,
     broker: SocketAddr,
+    /// A target URL's transport when it is not plain TCP (TLS, WebSocket), spoken over TCP to the
+    /// broker or to a client's fault proxy.
+    transport: Option<(BrokerUrl, TlsOptions)>,
     proxies: BTreeMap<String, FaultProxy>,
     target: RefCell<Option<Target>>,
     tolerance: Duration,
+}
+
+impl LiveWorld {
+    /// A dialer of the target's transport, over TCP to `address`.
+    fn dialer_to(&self, address: SocketAddr) -> Arc<dyn Dialer> {
+        transport_dialer(self.transport.as_ref(), address).expect("checked when the world was made")
+    }
+}
+
+/// TCP to `address`, or `transport`'s TLS / WebSocket over it. Fails only on TLS files that
+/// cannot be used.
+fn transport_dialer(
+    transport: Option<&(BrokerUrl, TlsOptions)>,
+    address: SocketAddr,
+) -> Result<Arc<dyn Dialer>, TlsSetupError> {
+    let tcp = TcpDialer::from_socket_address(address);
+    match transport {
+        None => Ok(Arc::new(tcp)),
+        Some((url, tls)) => dialer_over(tcp, url, tls),
+    }
 }
 
 impl World for LiveWorld {
@@ -117,7 +150,7 @@ impl World for LiveWorld {
 
     fn dialer(&self, client: &str) -> Arc<dyn Dialer> {
         let address = self.proxies.get(client).map_or(self.broker, FaultProxy::address);
-        Arc::new(TcpDialer::from_socket_address(address))
+        self.dialer_to(address)
     }
 
     fn spawn(&self, _client: &str, actor: Pin<Box<dyn Future<Output = ()>>>) {
@@ -207,6 +240,16 @@ pub async fn run(scenario: &Scenario, version: ProtocolVersion, spec: &TargetSpe
     let Some(broker) = target.address() else {
         return failed("the broker under test has no address".to_owned());
     };
+    let transport_url = match spec {
+        TargetSpec::Url(url) => options.transport_url.as_ref().or(Some(url)),
+        _ => None,
+    };
+    let transport = transport_url
+        .filter(|url| url.scheme != Scheme::Mqtt)
+        .map(|url| (url.clone(), options.tls.clone()));
+    if let Err(error) = transport_dialer(transport.as_ref(), broker) {
+        return failed(error.to_string());
+    }
     let mut proxies = BTreeMap::new();
     for client in scenario.faulted_clients() {
         let options = ProxyOptions {
@@ -231,6 +274,7 @@ pub async fn run(scenario: &Scenario, version: ProtocolVersion, spec: &TargetSpe
             password: options.password.clone(),
         },
         broker,
+        transport,
         proxies,
         target: RefCell::new(Some(target)),
         tolerance: options.tolerance.min(TOLERANCE_DEFAULT),
@@ -249,7 +293,7 @@ pub async fn run(scenario: &Scenario, version: ProtocolVersion, spec: &TargetSpe
     {
         Ok((outcome, wires)) => {
             if matches!(spec, TargetSpec::Url(_)) {
-                if let Err(error) = cleanup(&wires, broker, &world.names, version).await {
+                if let Err(error) = cleanup(&wires, world.dialer_to(broker), &world.names, version).await {
                     trace.event(start.elapsed(), "harness", format!("cleanup incomplete: {error}"));
                 }
             }
@@ -278,7 +322,12 @@ pub async fn run(scenario: &Scenario, version: ProtocolVersion, spec: &TargetSpe
 /// Clears what a run left on a shared broker: the retained messages of the topics its clients
 /// published or willed with RETAIN, and the sessions of its client ids that outlive a
 /// connection (a clean start with no expiry ends them).
-pub async fn cleanup(wires: &Wires, broker: SocketAddr, names: &Names, version: ProtocolVersion) -> Result<(), String> {
+pub async fn cleanup(
+    wires: &Wires,
+    dialer: Arc<dyn Dialer>,
+    names: &Names,
+    version: ProtocolVersion,
+) -> Result<(), String> {
     let mut topics = BTreeSet::new();
     let mut sessions = BTreeSet::new();
     for wire in wires.values() {
@@ -304,7 +353,6 @@ pub async fn cleanup(wires: &Wires, broker: SocketAddr, names: &Names, version: 
             }
         }
     }
-    let dialer: Arc<dyn Dialer> = Arc::new(TcpDialer::from_socket_address(broker));
     let options = |client_id: String, version: ProtocolVersion| {
         let mut options = ConnectOptions::new(client_id).version(version);
         options.user_name = names.username.clone();
