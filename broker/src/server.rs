@@ -11,22 +11,24 @@
 //!   ([`Broker::poll_timeout`]), a new connection, a packet from a connection. Every wake-up also
 //!   takes a bounded batch of further packets, one more new connection and any due timer, so none
 //!   of them can starve the others; then it routes everything [`Broker::poll_output`] produced to
-//!   the connections' writers. It is the only place besides the readers' and writers' own deadlines
-//!   that reads the clock (`tokio::time::Instant`, which turmoil drives).
-//! - **Per connection, a reader and a writer task** do the codec work off the broker task. The
-//!   reader decodes with its own [`DecodeContext`] (server side, the configured maximum packet
-//!   size, the version from the first CONNECT) and sends packets, a decode error, or the end of
-//!   the stream to the broker task over one bounded queue shared by all readers: a fast client is
-//!   held back through TCP when the broker falls behind. The writer takes a packet from its queue,
-//!   then whatever else is queued up to [`WRITE_BATCH_BYTE_COUNT_MAX`], encodes them into one
-//!   buffer and writes it in one `write_all`.
+//!   the connections' tasks. It is the only place besides the connections' own deadlines that
+//!   reads the clock (`tokio::time::Instant`, which turmoil drives).
+//! - **One task per connection** reads and writes it and does the codec work off the broker task:
+//!   a hand-written future (`ConnectionTask`) that polls the stream for reading and writing in
+//!   turn, so an idle connection costs its socket, a small struct and no buffer (the read and write
+//!   buffers are given back whenever they drain). It decodes with its own [`DecodeContext`]
+//!   (server side, the configured maximum packet size, the version from the first CONNECT) and
+//!   hands packets, a decode error, or the end of the stream to the broker task over one bounded
+//!   queue shared by all connections: a fast client is held back through TCP when the broker falls
+//!   behind. It writes what the broker task queued for it, encoded into one buffer of up to
+//!   [`WRITE_BATCH_BYTE_COUNT_MAX`] bytes per write.
 //!
 //! Connection ids come from a counter and are never reused.
 //!
 //! # Slow consumers: what is bounded, what is dropped
 //!
-//! The broker task never waits for a connection: each writer's queue is unbounded, and guarded by
-//! a per-connection count of packets queued but not yet written. When that count has reached
+//! The broker task never waits for a connection: each connection's queue is unbounded, and guarded
+//! by a per-connection count of packets queued but not yet written. When that count has reached
 //! [`Config::outgoing_packets_max`](crate::Config::outgoing_packets_max), QoS 0 PUBLISH packets
 //! for the connection are dropped (and counted in [`Statistics::publishes_dropped`]); every other
 //! packet still goes: acknowledgements, QoS 1 and 2 PUBLISH packets (bounded by the MQTT flow
@@ -35,40 +37,42 @@
 //!
 //! # Closing
 //!
-//! When the core asks to close a connection ([`Output::Close`]), or the reader reports its end,
-//! the broker task drops its handle on the connection. The writer then writes what is still
-//! queued (bounded by [`ServerOptions::close_timeout`]) and shuts the stream down. The reader stops
-//! handing anything to the core at once (MQTT-3.1.4-6: nothing after a refused CONNECT is
+//! When the core asks to close a connection ([`Output::Close`]), or the connection reports its
+//! end, the broker task drops its handle on the connection. The connection's task then writes
+//! what is still queued (bounded by [`ServerOptions::close_timeout`]) and shuts the stream down. It
+//! stops handing anything to the core at once (MQTT-3.1.4-6: nothing after a refused CONNECT is
 //! processed) but keeps reading and discarding for at most [`ServerOptions::linger`], so that bytes
 //! the client sent meanwhile do not turn the close into a reset that could destroy the last packets
-//! written (the CONNACK or DISCONNECT that says why). After a decode error the reader stops
-//! reading and waits for the core to close the connection; if the core has not done so within
+//! written (the CONNACK or DISCONNECT that says why). After a decode error it stops reading and
+//! waits for the core to close the connection; if the core has not done so within
 //! [`ServerOptions::decode_error_close_timeout`], the server closes it itself and tells the core.
 //!
 //! On shutdown the accept tasks stop (the listeners close), the core is told
 //! ([`Broker::handle_shutdown`]: 5.0 clients get DISCONNECT 0x8B Server shutting down), every
-//! connection is closed as above, and the writers get [`ServerOptions::shutdown_timeout`] to
+//! connection is closed as above, and the connections get [`ServerOptions::shutdown_timeout`] to
 //! flush before the remaining tasks are aborted. No task outlives [`Server::run`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use mqtt_protocol::{decode, encode, DecodeContext, DecodeError, Packet, ProtocolVersion, QoS};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::{sleep, sleep_until, timeout_at, Instant};
+use tokio::time::{sleep, sleep_until, timeout_at, Instant, Sleep};
 
 use crate::core::{Broker, ConnectionId, Output};
 
-/// A writer encodes queued packets into one buffer until it holds this many bytes (or the queue is
+/// A connection encodes queued packets into one buffer until it holds this many bytes (or the queue is
 /// empty), then writes it at once.
 pub const WRITE_BATCH_BYTE_COUNT_MAX: usize = 64 * 1024;
 
@@ -82,19 +86,13 @@ const ACCEPTED_CAPACITY: usize = 64;
 /// The pause after a failed accept, so that running out of file descriptors is not a busy loop.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
-/// The room a reader reserves before a read: it starts small, so that an idle connection holds
-/// half a KiB (10,000 idle connections are the common case of a broker), doubles while reads
-/// fill it (a busy connection reads in large chunks), and falls back once the buffer drains.
+/// The room a connection reserves before a read: it starts small, doubles while reads fill it (a
+/// busy connection reads in large chunks), and falls back once the buffer drains; an idle
+/// connection holds no buffer at all (10,000 idle connections are the common case of a broker).
 const READ_CHUNK_BYTE_COUNT_MIN: usize = 512;
 const READ_CHUNK_BYTE_COUNT: usize = 8 * 1024;
 
-/// A drained read buffer larger than this (after a burst or one large packet) is given back.
-const READ_BUFFER_KEPT_BYTE_COUNT_MAX: usize = 2 * READ_CHUNK_BYTE_COUNT;
-
-/// A writer's buffer larger than this after a batch (one large message) is given back.
-const WRITE_BUFFER_KEPT_BYTE_COUNT_MAX: usize = 2 * WRITE_BATCH_BYTE_COUNT_MAX;
-
-/// A lingering reader discards at most this much: enough for what a client pipelined before it
+/// A lingering close discards at most this much: enough for what a client pipelined before it
 /// saw the close, not for a client that keeps sending.
 const LINGER_BYTE_COUNT_MAX: usize = 1024 * 1024;
 
@@ -115,7 +113,7 @@ pub trait Listener: Send + 'static {
 impl Listener for TcpListener {
     type Stream = TcpStream;
 
-    /// Accepts and sets TCP_NODELAY: the writer already coalesces, so Nagle would only add delay.
+    /// Accepts and sets TCP_NODELAY: the connection task already coalesces, so Nagle would only add delay.
     async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
         let (stream, peer) = TcpListener::accept(self).await?;
         if let Err(error) = stream.set_nodelay(true) {
@@ -135,16 +133,16 @@ pub struct ServerOptions {
     /// How long a connection being closed may take to write what is queued for it; then it is
     /// dropped (a client that stops reading cannot keep it open).
     pub close_timeout: Duration,
-    /// After the broker closes a connection, how long its reader keeps reading and discarding what
-    /// the client still sends (a lingering close, see the module docs).
+    /// After the broker closes a connection, how long it keeps reading and discarding what the
+    /// client still sends (a lingering close, see the module docs).
     pub linger: Duration,
     /// How long a connection whose packet failed decoding waits for the core to close it before
     /// the server closes it itself.
     pub decode_error_close_timeout: Duration,
-    /// On shutdown, how long the writers get to flush (the 5.0 DISCONNECT 0x8B) before every
+    /// On shutdown, how long the connections get to flush (the 5.0 DISCONNECT 0x8B) before every
     /// remaining connection task is aborted.
     pub shutdown_timeout: Duration,
-    /// Capacity of the queue from all readers to the broker task.
+    /// Capacity of the queue from all connections to the broker task.
     pub inbound_capacity: usize,
 }
 
@@ -165,8 +163,8 @@ impl Default for ServerOptions {
 pub struct Statistics {
     /// Connections accepted since the start.
     pub connections_accepted: AtomicU64,
-    /// Connections whose tasks are still running (a closing connection counts until its writer
-    /// has flushed and its reader has stopped).
+    /// Connections whose tasks are still running (a closing connection counts until it
+    /// has flushed and stopped lingering).
     pub connections_open: AtomicU64,
     /// Packets decoded and handed to the core.
     pub packets_received: AtomicU64,
@@ -253,13 +251,22 @@ impl<L: Listener> Server<L> {
             connections: BTreeMap::new(),
             tasks: JoinSet::new(),
             connection_id_next: 1,
-            inbound: inbound_sender,
+            held: BTreeMap::new(),
+            taken_over: BTreeMap::new(),
+            common: Arc::new(Common {
+                inbound: inbound_sender,
+                statistics: statistics.clone(),
+                options,
+            }),
             statistics: statistics.clone(),
             options,
         };
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            let deadline = task.core.poll_timeout();
+            let deadline = match (task.core.poll_timeout(), task.next_release()) {
+                (Some(core), Some(release)) => Some(core.min(release)),
+                (core, release) => core.or(release),
+            };
             let wake_up = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -289,15 +296,16 @@ impl<L: Listener> Server<L> {
                     task.open(now, stream, peer);
                 }
             }
+            task.release_overdue(now);
             if task.core.poll_timeout().is_some_and(|deadline| deadline <= now) {
                 task.core.handle_timeout(now);
             }
-            task.route_outputs();
+            task.route_outputs(now);
             task.reap();
         }
         tracing::info!("shutting down");
         acceptors.shutdown().await;
-        // Streams accepted but not yet opened are closed; readers waiting for room in the queue
+        // Streams accepted but not yet opened are closed; connections waiting for room in the queue
         // give up at once.
         drop(accepted);
         drop(inbound);
@@ -329,7 +337,7 @@ enum WakeUp<S> {
     Inbound(ConnectionId, Inbound),
 }
 
-/// What a reader hands to the broker task.
+/// What a connection's task hands to the broker task.
 #[derive(Debug)]
 enum Inbound {
     Packet(Packet),
@@ -338,113 +346,49 @@ enum Inbound {
     Closed,
 }
 
-/// One packet for a writer, in the version to encode it in.
-struct Outgoing {
-    version: ProtocolVersion,
-    packet: Packet,
-}
-
-/// A connection's queue of packets to write: one producer (the broker task), one consumer (the
-/// writer). A mutex-guarded `VecDeque` with a `Notify` rather than tokio's unbounded channel, which
-/// allocates a block of slots when created: an idle connection's queue costs no memory here, and
-/// a broker mostly holds idle connections. Its length is bounded by the slow-consumer guard
-/// (`queued_count`) and the MQTT windows, as described in the module documentation.
-#[derive(Default)]
-struct OutgoingQueue {
-    state: std::sync::Mutex<OutgoingState>,
-    ready: tokio::sync::Notify,
-}
-
-#[derive(Default)]
-struct OutgoingState {
-    packets: std::collections::VecDeque<Outgoing>,
-    /// Set when the broker task closed the connection: the writer drains, then ends.
-    closed: bool,
-}
-
-/// A drained queue larger than this (after a burst) gives its memory back.
-const OUTGOING_QUEUE_KEPT_COUNT_MAX: usize = 256;
-
-impl OutgoingQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, OutgoingState> {
-        // No code panics while holding it; a poisoned lock still holds a usable queue.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn push(&self, outgoing: Outgoing) {
-        let mut state = self.lock();
-        if !state.closed {
-            state.packets.push_back(outgoing);
-            drop(state);
-            self.ready.notify_one();
-        }
-    }
-
-    fn close(&self) {
-        self.lock().closed = true;
-        self.ready.notify_one();
-    }
-
-    fn try_recv(&self) -> Option<Outgoing> {
-        let mut state = self.lock();
-        let next = state.packets.pop_front();
-        if state.packets.is_empty() && state.packets.capacity() > OUTGOING_QUEUE_KEPT_COUNT_MAX {
-            state.packets = std::collections::VecDeque::new();
-        }
-        next
-    }
-
-    /// The next packet; `None` once the queue is closed and drained. Cancel safe.
-    async fn recv(&self) -> Option<Outgoing> {
-        loop {
-            // A notification stored before the wait (a push that raced it) wakes it at once.
-            let notified = self.ready.notified();
-            {
-                let state = self.lock();
-                if state.closed && state.packets.is_empty() {
-                    return None;
-                }
-            }
-            if let Some(next) = self.try_recv() {
-                return Some(next);
-            }
-            notified.await;
-        }
-    }
-}
-
-/// The broker task's end of one connection. Dropping it closes the connection: the writer's queue
-/// ends (it writes what is queued, then shuts the stream down) and `_keep_open` wakes the reader.
-struct ConnectionHandle {
-    outgoing: Arc<OutgoingQueue>,
-    /// Packets queued for the writer and not yet written: the slow-consumer guard.
-    queued_count: Arc<AtomicUsize>,
-    /// Never sent on: dropping it is the signal.
-    _keep_open: watch::Sender<()>,
-}
-
-impl Drop for ConnectionHandle {
-    /// Dropping the handle closes the connection: the writer drains the queue, then ends.
-    fn drop(&mut self) {
-        self.outgoing.close();
-    }
-}
-
 /// The state of the broker task.
 struct BrokerTask {
     core: Broker,
     connections: BTreeMap<ConnectionId, ConnectionHandle>,
-    /// Every connection's reader and writer task.
+    /// Every connection's task.
     tasks: JoinSet<()>,
     connection_id_next: ConnectionId,
-    /// Cloned into every reader.
-    inbound: mpsc::Sender<(ConnectionId, Inbound)>,
+    /// Shared with every connection's task.
+    common: Arc<Common>,
     statistics: Arc<Statistics>,
     options: ServerOptions,
+    /// Connections whose CONNECT takes over a session still attached to another open connection:
+    /// what they sent waits until the other connection has ended (its end, and whatever it sent
+    /// before, has reached the core: a PUBACK sent just before the client reconnected counts), the
+    /// core closed it, or [`TAKEOVER_WAIT`] passed. Connections are read in parallel, so without
+    /// this the new CONNECT can overtake the old connection's last packets.
+    held: BTreeMap<ConnectionId, Held>,
+    /// The connection taken over → the connection waiting for it.
+    taken_over: BTreeMap<ConnectionId, ConnectionId>,
 }
 
+/// What a connection sent while it waits for the connection it takes over.
+struct Held {
+    until: Instant,
+    /// The client id of its CONNECT: a later CONNECT with the same id waits behind it.
+    client_id: String,
+    /// Waits behind another held connection of the same client id, not for a connection of its own.
+    behind: bool,
+    inbound: VecDeque<Inbound>,
+}
+
+/// How long a takeover CONNECT waits for the connection it takes over to end. A client that closed
+/// the old connection before reconnecting (the usual case) is seen to have done so within
+/// microseconds; this bounds the wait when the old connection is alive (another device with the
+/// same client id), which is then taken over as the spec says.
+const TAKEOVER_WAIT: Duration = Duration::from_millis(50);
+
+/// Messages a held connection may send before it is released anyway (each is small; a client
+/// rarely pipelines more than a few packets behind its CONNECT).
+const HELD_COUNT_MAX: usize = 256;
+
 impl BrokerTask {
-    /// Gives `stream` the next connection id, starts its reader and writer, and tells the core.
+    /// Gives `stream` the next connection id, starts its task, and tells the core.
     fn open<S>(&mut self, now: Instant, stream: S, peer: SocketAddr)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -453,57 +397,118 @@ impl BrokerTask {
         self.connection_id_next += 1;
         Statistics::add(&self.statistics.connections_accepted, 1);
         Statistics::add(&self.statistics.connections_open, 1);
-        let open = Arc::new(OpenConnection {
-            connection,
-            peer,
-            statistics: self.statistics.clone(),
-        });
-        let (read_half, write_half) = tokio::io::split(stream);
-        let outgoing = Arc::new(OutgoingQueue::default());
-        let (keep_open_sender, keep_open) = watch::channel(());
-        let (writer_alive, writer_ended) = oneshot::channel();
-        let queued_count = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Shared::default());
         let context = DecodeContext::server().with_maximum_packet_size(self.core.config().maximum_packet_size);
-        self.tasks.spawn(
-            Reader {
-                connection,
-                reader: read_half,
-                context,
-                inbound: self.inbound.clone(),
-                keep_open: keep_open.clone(),
-                writer_ended,
-                options: self.options,
-                _open: open.clone(),
-            }
-            .run(),
-        );
-        self.tasks.spawn(
-            Writer {
-                connection,
-                writer: write_half,
-                outgoing: outgoing.clone(),
-                queued_count: queued_count.clone(),
-                keep_open,
-                statistics: self.statistics.clone(),
-                close_timeout: self.options.close_timeout,
-                _alive: writer_alive,
-                _open: open,
-            }
-            .run(),
-        );
-        self.connections.insert(
+        self.tasks.spawn(ConnectionTask {
             connection,
-            ConnectionHandle {
-                outgoing,
-                queued_count,
-                _keep_open: keep_open_sender,
-            },
-        );
+            stream,
+            context,
+            shared: shared.clone(),
+            common: self.common.clone(),
+            read_buffer: BytesMut::new(),
+            read_chunk: READ_CHUNK_BYTE_COUNT_MIN as u32,
+            reading: Reading::Open,
+            forwarding: None,
+            write_buffer: BytesMut::new(),
+            write_count: 0,
+            encoded_count: 0,
+            writing_done: false,
+            close: None,
+            decode_error_deadline: None,
+        });
+        self.connections.insert(connection, ConnectionHandle { shared });
         tracing::debug!(connection, %peer, "connection opened");
         self.core.handle_connection_opened(now, connection);
     }
 
+    /// Routes what a connection sent: held while it waits for a connection it takes over, whose end
+    /// releases it; a takeover CONNECT starts the wait; everything else goes to the core.
     fn handle_inbound(&mut self, now: Instant, connection: ConnectionId, inbound: Inbound) {
+        if let Some(held) = self.held.get_mut(&connection) {
+            held.inbound.push_back(inbound);
+            if held.inbound.len() >= HELD_COUNT_MAX {
+                self.release(now, connection);
+            }
+            return;
+        }
+        let ends_wait = matches!(inbound, Inbound::Closed);
+        if let Inbound::Packet(Packet::Connect(connect)) = &inbound {
+            let client_id = connect.client_id.clone();
+            if !client_id.is_empty() && self.connections.contains_key(&connection) {
+                // Sessions are taken over in the order their CONNECTs arrived.
+                let behind = self.held.values().any(|held| held.client_id == client_id);
+                let taken_over = self
+                    .core
+                    .connection_of(&client_id)
+                    .filter(|other| *other != connection && self.connections.contains_key(other));
+                if behind || taken_over.is_some() {
+                    if let (false, Some(other)) = (behind, taken_over) {
+                        self.taken_over.insert(other, connection);
+                    }
+                    self.held.insert(
+                        connection,
+                        Held {
+                            until: now + if behind { 2 * TAKEOVER_WAIT } else { TAKEOVER_WAIT },
+                            client_id,
+                            behind,
+                            inbound: VecDeque::from([inbound]),
+                        },
+                    );
+                    return;
+                }
+            }
+        }
+        self.dispatch(now, connection, inbound);
+        if ends_wait {
+            if let Some(waiting) = self.taken_over.remove(&connection) {
+                self.release(now, waiting);
+            }
+        }
+    }
+
+    /// Hands what `connection` sent while held to the core, in order; then the next CONNECT of the
+    /// same client id held behind it goes through the takeover check (of this connection, now).
+    fn release(&mut self, now: Instant, connection: ConnectionId) {
+        let Some(held) = self.held.remove(&connection) else {
+            return;
+        };
+        self.taken_over.retain(|_, waiting| *waiting != connection);
+        for inbound in held.inbound {
+            self.dispatch(now, connection, inbound);
+        }
+        let next = self
+            .held
+            .iter()
+            .filter(|(_, other)| other.behind && other.client_id == held.client_id)
+            .map(|(next, _)| *next)
+            .min();
+        if let Some(next) = next.and_then(|next| self.held.remove(&next).map(|held| (next, held))) {
+            let (next, next_held) = next;
+            for inbound in next_held.inbound {
+                self.handle_inbound(now, next, inbound);
+            }
+        }
+    }
+
+    /// Releases the held connections that waited [`TAKEOVER_WAIT`].
+    fn release_overdue(&mut self, now: Instant) {
+        let overdue: Vec<ConnectionId> = self
+            .held
+            .iter()
+            .filter(|(_, held)| held.until <= now)
+            .map(|(connection, _)| *connection)
+            .collect();
+        for connection in overdue {
+            self.release(now, connection);
+        }
+    }
+
+    /// The earliest instant a held connection must be released.
+    fn next_release(&self) -> Option<Instant> {
+        self.held.values().map(|held| held.until).min()
+    }
+
+    fn dispatch(&mut self, now: Instant, connection: ConnectionId, inbound: Inbound) {
         // The core ignores a connection once it asked to close it; so do we.
         if !self.connections.contains_key(&connection) {
             return;
@@ -524,8 +529,8 @@ impl BrokerTask {
         }
     }
 
-    /// Hands everything the core produced to the writers, applying the slow-consumer policy.
-    fn route_outputs(&mut self) {
+    /// Hands everything the core produced to the connections, applying the slow-consumer policy.
+    fn route_outputs(&mut self, now: Instant) {
         let outgoing_packets_max = self.core.config().outgoing_packets_max;
         let required_packets_too_large = self.core.statistics().required_packets_too_large;
         self.statistics
@@ -542,18 +547,21 @@ impl BrokerTask {
                         continue;
                     };
                     let is_qos0_publish = matches!(&packet, Packet::Publish(publish) if publish.qos == QoS::AtMostOnce);
-                    if is_qos0_publish && handle.queued_count.load(Ordering::Relaxed) >= outgoing_packets_max {
+                    if is_qos0_publish && handle.shared.queued_count.load(Ordering::Relaxed) >= outgoing_packets_max {
                         Statistics::add(&self.statistics.publishes_dropped, 1);
                         continue;
                     }
-                    handle.queued_count.fetch_add(1, Ordering::Relaxed);
-                    // Fails only when the writer has ended after a write error: its reader reports
-                    // the close.
-                    handle.outgoing.push(Outgoing { version, packet });
+                    handle.shared.queued_count.fetch_add(1, Ordering::Relaxed);
+                    // Ignored when the task has been closed meanwhile.
+                    handle.shared.push(Outgoing { version, packet });
                 }
                 Output::Close { connection } => {
                     if self.connections.remove(&connection).is_some() {
                         tracing::debug!(connection, "closing the connection");
+                    }
+                    // A closed connection hands nothing more over: whoever waited for it goes on.
+                    if let Some(waiting) = self.taken_over.remove(&connection) {
+                        self.release(now, waiting);
                     }
                 }
             }
@@ -571,12 +579,12 @@ impl BrokerTask {
         }
     }
 
-    /// Tells the core, closes every connection, gives the writers the shutdown timeout to flush,
+    /// Tells the core, closes every connection, gives the connections the shutdown timeout to flush,
     /// then aborts what is left.
     async fn shut_down(mut self) {
         let now = Instant::now();
         self.core.handle_shutdown(now);
-        self.route_outputs();
+        self.route_outputs(now);
         // Those the core left open are closed all the same.
         self.connections.clear();
         let deadline = now + self.options.shutdown_timeout;
@@ -617,239 +625,455 @@ async fn accept_loop<L: Listener>(mut listener: L, accepted: mpsc::Sender<(L::St
     }
 }
 
-/// Held by a connection's reader and writer; when both have ended, the connection is closed.
-struct OpenConnection {
-    connection: ConnectionId,
-    peer: SocketAddr,
-    statistics: Arc<Statistics>,
+/// One packet for a connection's task, in the version to encode it in.
+struct Outgoing {
+    version: ProtocolVersion,
+    packet: Packet,
 }
 
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.statistics.connections_open.fetch_sub(1, Ordering::Relaxed);
-        tracing::debug!(connection = self.connection, peer = %self.peer, "connection closed");
-    }
+/// What the broker task and one connection's task share: the packets to write, the close, and
+/// the task's waker. A mutex-guarded `VecDeque` rather than a channel, which would allocate a block
+/// of slots up front: an idle connection's queue holds no memory here (it is given back whenever
+/// it drains), and a broker mostly holds idle connections. Its length is bounded by the
+/// slow-consumer guard (`queued_count`) and the MQTT windows, as the module documentation says.
+#[derive(Default)]
+struct Shared {
+    state: std::sync::Mutex<SharedState>,
+    /// Packets queued and not yet written: the slow-consumer guard.
+    queued_count: AtomicUsize,
 }
 
-/// Why a reader stopped handing packets to the broker task.
-enum ReadEnd {
-    /// The broker task dropped the connection's handle (or is gone).
-    CloseRequested,
-    /// The stream ended or failed; the broker task must be told.
-    Lost(String),
+#[derive(Default)]
+struct SharedState {
+    packets: VecDeque<Outgoing>,
+    /// Set when the broker task closed the connection: the task writes what is queued, then ends.
+    closed: bool,
+    /// The connection's task, to wake when a packet is queued or the connection closed.
+    waker: Option<Waker>,
 }
 
-/// Reads one connection, decodes, and hands the packets to the broker task.
-struct Reader<S> {
-    connection: ConnectionId,
-    reader: ReadHalf<S>,
-    context: DecodeContext,
-    inbound: mpsc::Sender<(ConnectionId, Inbound)>,
-    /// Ends (with an error) when the broker task drops the connection's handle.
-    keep_open: watch::Receiver<()>,
-    /// Ends when the writer has ended (after a write error, or a close).
-    writer_ended: oneshot::Receiver<()>,
-    options: ServerOptions,
-    _open: Arc<OpenConnection>,
-}
-
-impl<S: AsyncRead> Reader<S> {
-    async fn run(mut self) {
-        let mut buffer = BytesMut::new();
-        match self.read(&mut buffer).await {
-            ReadEnd::CloseRequested => self.linger(&mut buffer).await,
-            ReadEnd::Lost(reason) => {
-                tracing::debug!(connection = self.connection, reason, "connection lost");
-                let _ = self.forward(Inbound::Closed).await;
-            }
-        }
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        // No code panics while holding it; a poisoned lock still holds a usable queue.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn read(&mut self, buffer: &mut BytesMut) -> ReadEnd {
-        let mut chunk = READ_CHUNK_BYTE_COUNT_MIN;
-        loop {
-            if buffer.capacity() - buffer.len() < chunk / 2 {
-                buffer.reserve(chunk);
-            }
-            let free = buffer.capacity() - buffer.len();
-            let read = tokio::select! {
-                biased;
-                _ = self.keep_open.changed() => return ReadEnd::CloseRequested,
-                _ = &mut self.writer_ended => return ReadEnd::Lost("writing to the connection failed".into()),
-                read = self.reader.read_buf(buffer) => read,
-            };
-            match read {
-                Ok(0) => return ReadEnd::Lost("closed by the peer".into()),
-                // A read that filled all the room suggests more is waiting: read more at once.
-                Ok(count) if count == free => chunk = (chunk * 2).min(READ_CHUNK_BYTE_COUNT),
-                Ok(_) => {}
-                Err(error) => return ReadEnd::Lost(format!("reading failed: {error}")),
-            }
-            // Bounded: every packet decoded takes at least two bytes off the buffer.
-            loop {
-                match decode(buffer, &self.context) {
-                    Ok(None) => break,
-                    Ok(Some(packet)) => {
-                        if let Packet::Connect(connect) = &packet {
-                            if self.context.version.is_none() {
-                                self.context = self.context.with_version(connect.protocol);
-                            }
-                        }
-                        if let Err(end) = self.forward(Inbound::Packet(packet)).await {
-                            return end;
-                        }
-                    }
-                    Err(error) => {
-                        tracing::debug!(connection = self.connection, %error, "decode error");
-                        if let Err(end) = self.forward(Inbound::DecodeError(Box::new(error))).await {
-                            return end;
-                        }
-                        return self.await_close_after_decode_error().await;
-                    }
-                }
-            }
-            if buffer.is_empty() {
-                chunk = READ_CHUNK_BYTE_COUNT_MIN;
-                if buffer.capacity() > READ_BUFFER_KEPT_BYTE_COUNT_MAX {
-                    *buffer = BytesMut::new();
-                }
-            }
-        }
-    }
-
-    /// Hands `inbound` to the broker task, waiting for room in the queue unless the connection is
-    /// closed meanwhile.
-    async fn forward(&mut self, inbound: Inbound) -> Result<(), ReadEnd> {
-        tokio::select! {
-            biased;
-            _ = self.keep_open.changed() => Err(ReadEnd::CloseRequested),
-            sent = self.inbound.send((self.connection, inbound)) => sent.map_err(|_| ReadEnd::CloseRequested),
-        }
-    }
-
-    /// Nothing after a decode error is read, let alone processed: the core answers and closes.
-    async fn await_close_after_decode_error(&mut self) -> ReadEnd {
-        let deadline = Instant::now() + self.options.decode_error_close_timeout;
-        tokio::select! {
-            biased;
-            _ = self.keep_open.changed() => ReadEnd::CloseRequested,
-            _ = &mut self.writer_ended => ReadEnd::Lost("writing to the connection failed".into()),
-            () = sleep_until(deadline) => {
-                tracing::warn!(connection = self.connection, "the core did not close the connection after a decode error");
-                ReadEnd::Lost("not closed after a decode error".into())
-            }
-        }
-    }
-
-    /// Reads and discards until the peer closes, the linger time is over, or
-    /// [`LINGER_BYTE_COUNT_MAX`] bytes were discarded.
-    async fn linger(&mut self, buffer: &mut BytesMut) {
-        let deadline = Instant::now() + self.options.linger;
-        let mut discarded_byte_count = 0;
-        // Bounded by the deadline and the byte count.
-        while discarded_byte_count < LINGER_BYTE_COUNT_MAX {
-            buffer.clear();
-            buffer.reserve(READ_CHUNK_BYTE_COUNT);
-            match timeout_at(deadline, self.reader.read_buf(buffer)).await {
-                Ok(Ok(count)) if count > 0 => discarded_byte_count += count,
-                _ => return,
-            }
-        }
-    }
-}
-
-/// Writes what the broker task queues for one connection, coalesced.
-struct Writer<S> {
-    connection: ConnectionId,
-    writer: WriteHalf<S>,
-    outgoing: Arc<OutgoingQueue>,
-    queued_count: Arc<AtomicUsize>,
-    /// Ends (with an error) when the broker task drops the connection's handle: the close timeout
-    /// starts then.
-    keep_open: watch::Receiver<()>,
-    statistics: Arc<Statistics>,
-    close_timeout: Duration,
-    /// Dropped when the writer ends, which wakes the reader.
-    _alive: oneshot::Sender<()>,
-    _open: Arc<OpenConnection>,
-}
-
-impl<S: AsyncWrite> Writer<S> {
-    async fn run(mut self) {
-        let mut buffer = BytesMut::new();
-        // Set once the broker task has closed the connection: what is queued must be written by then.
-        let mut abandon_at = None;
-        // Ends when the broker task drops the queue (a close) and everything queued was taken.
-        while let Some(first) = self.outgoing.recv().await {
-            let mut count = 1;
-            let mut encoded_count = u64::from(self.encode(first, &mut buffer));
-            while buffer.len() < WRITE_BATCH_BYTE_COUNT_MAX {
-                match self.outgoing.try_recv() {
-                    Some(next) => {
-                        count += 1;
-                        encoded_count += u64::from(self.encode(next, &mut buffer));
-                    }
-                    None => break,
-                }
-            }
-            let written = tokio::select! {
-                biased;
-                written = write_and_flush(&mut self.writer, &buffer) => written,
-                () = abandon(&mut self.keep_open, &mut abandon_at, self.close_timeout) => {
-                    Err(io::Error::new(io::ErrorKind::TimedOut, "the close timeout passed"))
-                }
-            };
-            self.queued_count.fetch_sub(count, Ordering::Relaxed);
-            if let Err(error) = written {
-                tracing::debug!(connection = self.connection, %error, "writing failed");
+    fn push(&self, outgoing: Outgoing) {
+        let waker = {
+            let mut state = self.lock();
+            if state.closed {
                 return;
             }
-            Statistics::add(&self.statistics.packets_sent, encoded_count);
-            buffer.clear();
-            if buffer.capacity() > WRITE_BUFFER_KEPT_BYTE_COUNT_MAX {
-                buffer = BytesMut::new();
-            }
+            state.packets.push_back(outgoing);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        let deadline = abandon_at.unwrap_or_else(|| Instant::now() + self.close_timeout);
-        // A TCP FIN: the peer sees the close after the last packet.
-        let _ = timeout_at(deadline, self.writer.shutdown()).await;
     }
 
-    /// Appends `outgoing` to `buffer`; `false` if the core produced a packet that cannot be encoded.
-    fn encode(&self, outgoing: Outgoing, buffer: &mut BytesMut) -> bool {
-        match encode(&outgoing.packet, outgoing.version, buffer) {
+    fn close(&self) {
+        let waker = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The broker task's end of one connection. Dropping it closes the connection: the connection's
+/// task writes what is queued (bounded by the close timeout), shuts the stream down, and lingers.
+struct ConnectionHandle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for ConnectionHandle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+/// Reads at most this many times per wake-up before yielding, so that one busy connection cannot
+/// hold a worker thread (tokio's budget also applies to the socket).
+const READS_PER_POLL_MAX: usize = 16;
+
+/// Writes at most this many batches per wake-up before yielding.
+const WRITES_PER_POLL_MAX: usize = 16;
+
+/// The future behind a reserved slot of the inbound queue, boxed: it exists only while the queue
+/// is full.
+type Reserving = Pin<Box<dyn Future<Output = Option<mpsc::OwnedPermit<(ConnectionId, Inbound)>>> + Send>>;
+
+/// One connection, read and written by one task: a hand-written future, so that an idle connection
+/// costs only this struct, its socket and its share of the core (no buffer, no timer, no second
+/// task while idle; measured with the broker load benchmark). Reads are decoded and handed to the
+/// broker task over the bounded inbound queue (a full queue holds the client back through TCP);
+/// writes are what the broker task queued, encoded into one buffer of up to
+/// [`WRITE_BATCH_BYTE_COUNT_MAX`] bytes per write.
+struct ConnectionTask<S> {
+    connection: ConnectionId,
+    stream: S,
+    context: DecodeContext,
+    shared: Arc<Shared>,
+    /// What every connection shares: the inbound queue, the counters, the deadlines.
+    common: Arc<Common>,
+    /// Empty, with no allocation, whenever the connection is idle.
+    read_buffer: BytesMut,
+    /// The room reserved before a read: it starts small, doubles while reads fill it.
+    read_chunk: u32,
+    /// What happened to the reading side.
+    reading: Reading,
+    /// A message for the broker task waiting for room in the inbound queue, and the wait (boxed:
+    /// the struct stays small for the usual connection, which never waits).
+    forwarding: Option<Box<(Inbound, Reserving)>>,
+    /// Encoded packets not yet written; empty, with no allocation, when the queue is drained.
+    write_buffer: BytesMut,
+    /// The packets and the valid packets in `write_buffer`, for the counters once written.
+    write_count: u32,
+    encoded_count: u32,
+    /// The write side is finished: shut down after the close, or failed.
+    writing_done: bool,
+    /// The broker task closed the connection; from then on nothing read is handed to it.
+    close: Option<Box<Closing>>,
+    /// After a decode error: when the server stops waiting for the core to close the connection.
+    decode_error_deadline: Option<Pin<Box<Sleep>>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Open,
+    /// A packet failed decoding: nothing after it is read.
+    Stopped,
+    /// The stream ended or failed: the broker task has been told (or is being told).
+    Ended,
+}
+
+/// What every connection's task shares.
+struct Common {
+    inbound: mpsc::Sender<(ConnectionId, Inbound)>,
+    statistics: Arc<Statistics>,
+    options: ServerOptions,
+}
+
+/// The close: the write side has until `abandon` to flush; the read side discards what still
+/// arrives until `linger` (a lingering close: no reset that could destroy the last packets).
+struct Closing {
+    abandon: Pin<Box<Sleep>>,
+    linger: Pin<Box<Sleep>>,
+    discarded_byte_count: usize,
+    lingering_done: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
+    /// Queues `inbound` for the broker task: at once when the queue has room, else after a wait
+    /// for room (during which nothing more is read). `false` when the broker task is gone.
+    fn forward(&mut self, inbound: Inbound) -> bool {
+        match self.common.inbound.try_send((self.connection, inbound)) {
             Ok(()) => true,
-            Err(error) => {
-                // The core validates what it sends: this is a bug, not a peer's doing.
-                debug_assert!(false, "the core produced an invalid packet: {error}");
-                tracing::error!(connection = self.connection, %error, "dropping an invalid packet");
-                false
+            Err(mpsc::error::TrySendError::Full((_, inbound))) => {
+                let sender = self.common.inbound.clone();
+                let reserving: Reserving = Box::pin(async move { sender.reserve_owned().await.ok() });
+                self.forwarding = Some(Box::new((inbound, reserving)));
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Finishes a forward waiting for room. Ready when nothing waits any more.
+    fn poll_forwarding(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(forwarding) = &mut self.forwarding else {
+            return Poll::Ready(());
+        };
+        let permit = ready!(forwarding.1.as_mut().poll(cx));
+        let (inbound, _) = *self.forwarding.take().expect("checked above");
+        match permit {
+            Some(permit) => {
+                permit.send((self.connection, inbound));
+            }
+            // The broker task is gone (shutting down): nothing more to hand over.
+            None => self.reading = Reading::Ended,
+        }
+        Poll::Ready(())
+    }
+
+    /// Decodes what is buffered and hands it over, until the buffer needs more bytes or a forward
+    /// waits for room.
+    fn decode_buffered(&mut self) {
+        // Bounded: each packet decoded takes at least two bytes off the buffer.
+        while self.reading == Reading::Open && self.forwarding.is_none() {
+            match decode(&mut self.read_buffer, &self.context) {
+                Ok(None) => return,
+                Ok(Some(packet)) => {
+                    if let Packet::Connect(connect) = &packet {
+                        if self.context.version.is_none() {
+                            self.context = self.context.with_version(connect.protocol);
+                        }
+                    }
+                    if !self.forward(Inbound::Packet(packet)) {
+                        self.reading = Reading::Ended;
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(connection = self.connection, %error, "decode error");
+                    self.reading = Reading::Stopped;
+                    self.read_buffer = BytesMut::new();
+                    self.decode_error_deadline = Some(Box::pin(sleep(self.common.options.decode_error_close_timeout)));
+                    if !self.forward(Inbound::DecodeError(Box::new(error))) {
+                        self.reading = Reading::Ended;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The stream ended or failed: the broker task is told, once.
+    fn lost(&mut self, reason: &str) {
+        if self.reading != Reading::Ended {
+            tracing::debug!(connection = self.connection, reason, "connection lost");
+            self.reading = Reading::Ended;
+            self.read_buffer = BytesMut::new();
+            if self.close.is_none() {
+                self.forward(Inbound::Closed);
+            }
+        }
+    }
+
+    /// Reads and decodes while the client sends and the broker task takes.
+    fn poll_read_side(&mut self, cx: &mut Context<'_>) {
+        for _ in 0..READS_PER_POLL_MAX {
+            if self.poll_forwarding(cx).is_pending() {
+                return;
+            }
+            self.decode_buffered();
+            if self.reading != Reading::Open {
+                return;
+            }
+            if self.forwarding.is_some() {
+                // Waits for room (the next pass registers the wake-up).
+                continue;
+            }
+            let chunk = self.read_chunk as usize;
+            if self.read_buffer.capacity() - self.read_buffer.len() < chunk / 2 {
+                self.read_buffer.reserve(chunk);
+            }
+            let free = self.read_buffer.capacity() - self.read_buffer.len();
+            match poll_read_into(Pin::new(&mut self.stream), cx, &mut self.read_buffer, free) {
+                Poll::Pending => {
+                    if self.read_buffer.is_empty() {
+                        // Idle: give the buffer back.
+                        self.read_buffer = BytesMut::new();
+                        self.read_chunk = READ_CHUNK_BYTE_COUNT_MIN as u32;
+                    }
+                    return;
+                }
+                Poll::Ready(Ok(0)) => self.lost("closed by the peer"),
+                Poll::Ready(Ok(count)) => {
+                    // A read that filled all the room suggests more is waiting: read more at once.
+                    if count == free {
+                        self.read_chunk = (self.read_chunk * 2).min(READ_CHUNK_BYTE_COUNT as u32);
+                    }
+                }
+                Poll::Ready(Err(error)) => self.lost(&format!("reading failed: {error}")),
+            }
+        }
+        // More may be waiting: come back after the others had their turn.
+        cx.waker().wake_by_ref();
+    }
+
+    /// Encodes queued packets into the write buffer, up to [`WRITE_BATCH_BYTE_COUNT_MAX`].
+    /// `false` when nothing was queued.
+    fn fill_write_buffer(&mut self) -> bool {
+        let mut state = self.shared.lock();
+        if state.packets.is_empty() {
+            return false;
+        }
+        while self.write_buffer.len() < WRITE_BATCH_BYTE_COUNT_MAX {
+            let Some(outgoing) = state.packets.pop_front() else {
+                break;
+            };
+            self.write_count += 1;
+            match encode(&outgoing.packet, outgoing.version, &mut self.write_buffer) {
+                Ok(()) => self.encoded_count += 1,
+                Err(error) => {
+                    // The core validates what it sends: this is a bug, not a peer's doing.
+                    debug_assert!(false, "the core produced an invalid packet: {error}");
+                    tracing::error!(connection = self.connection, %error, "dropping an invalid packet");
+                }
+            }
+        }
+        if state.packets.is_empty() && state.packets.capacity() > 0 {
+            state.packets = VecDeque::new();
+        }
+        true
+    }
+
+    /// Writes what is queued; after the close, shuts the stream down once everything is written.
+    fn poll_write_side(&mut self, cx: &mut Context<'_>) {
+        for _ in 0..WRITES_PER_POLL_MAX {
+            if self.writing_done {
+                return;
+            }
+            if self.write_buffer.is_empty() && !self.fill_write_buffer() {
+                if self.close.is_some() {
+                    // A TCP FIN: the peer sees the close after the last packet.
+                    match Pin::new(&mut self.stream).poll_shutdown(cx) {
+                        Poll::Pending => return,
+                        Poll::Ready(_) => self.writing_done = true,
+                    }
+                }
+                return;
+            }
+            while !self.write_buffer.is_empty() {
+                match Pin::new(&mut self.stream).poll_write(cx, &self.write_buffer) {
+                    Poll::Pending => return,
+                    Poll::Ready(Ok(0)) => return self.write_failed("the connection accepts no more bytes".into()),
+                    Poll::Ready(Ok(count)) => self.write_buffer.advance(count),
+                    Poll::Ready(Err(error)) => return self.write_failed(format!("writing failed: {error}")),
+                }
+            }
+            match Pin::new(&mut self.stream).poll_flush(cx) {
+                Poll::Pending => return,
+                Poll::Ready(Err(error)) => return self.write_failed(format!("flushing failed: {error}")),
+                Poll::Ready(Ok(())) => {}
+            }
+            self.shared
+                .queued_count
+                .fetch_sub(self.write_count as usize, Ordering::Relaxed);
+            Statistics::add(&self.common.statistics.packets_sent, u64::from(self.encoded_count));
+            self.write_count = 0;
+            self.encoded_count = 0;
+            // Written: give the buffer back (the next batch allocates what it needs).
+            self.write_buffer = BytesMut::new();
+        }
+        cx.waker().wake_by_ref();
+    }
+
+    fn write_failed(&mut self, reason: String) {
+        tracing::debug!(connection = self.connection, reason, "writing failed");
+        self.writing_done = true;
+        self.write_buffer = BytesMut::new();
+        self.lost(&reason);
+    }
+
+    /// After the close: reads and discards until the peer closes, the linger time is over, or
+    /// [`LINGER_BYTE_COUNT_MAX`] bytes were discarded.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) {
+        let Some(closing) = &mut self.close else { return };
+        if closing.lingering_done {
+            return;
+        }
+        if self.reading == Reading::Ended || closing.linger.as_mut().poll(cx).is_ready() {
+            closing.lingering_done = true;
+            return;
+        }
+        let mut chunk = [0u8; 4096];
+        // Bounded by the byte count, and by the socket's own budget.
+        while closing.discarded_byte_count < LINGER_BYTE_COUNT_MAX {
+            let mut buffer = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut buffer) {
+                Poll::Pending => return,
+                Poll::Ready(Ok(())) if !buffer.filled().is_empty() => {
+                    closing.discarded_byte_count += buffer.filled().len();
+                }
+                Poll::Ready(_) => break,
+            }
+        }
+        closing.lingering_done = true;
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let newly_closed = {
+            let mut state = this.shared.lock();
+            if !state.waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
+                state.waker = Some(cx.waker().clone());
+            }
+            state.closed && this.close.is_none()
+        };
+        if newly_closed {
+            // MQTT-3.1.4-6: nothing after a refused CONNECT is processed; nothing after any close.
+            this.forwarding = None;
+            this.decode_error_deadline = None;
+            this.read_buffer = BytesMut::new();
+            this.close = Some(Box::new(Closing {
+                abandon: Box::pin(sleep(this.common.options.close_timeout)),
+                linger: Box::pin(sleep(this.common.options.linger)),
+                discarded_byte_count: 0,
+                lingering_done: false,
+            }));
+        }
+        this.poll_write_side(cx);
+        match &mut this.close {
+            None => {
+                this.poll_read_side(cx);
+                if let Some(deadline) = &mut this.decode_error_deadline {
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        this.decode_error_deadline = None;
+                        tracing::warn!(
+                            connection = this.connection,
+                            "the core did not close the connection after a decode error"
+                        );
+                        this.reading = Reading::Ended;
+                        this.forward(Inbound::Closed);
+                        // The forward may wait for room.
+                        let _ = this.poll_forwarding(cx);
+                    }
+                }
+                Poll::Pending
+            }
+            Some(closing) => {
+                if !this.writing_done && closing.abandon.as_mut().poll(cx).is_ready() {
+                    tracing::debug!(
+                        connection = this.connection,
+                        "the close timeout passed: dropping the connection"
+                    );
+                    this.writing_done = true;
+                }
+                this.poll_linger(cx);
+                let lingering_done = this.close.as_ref().is_some_and(|closing| closing.lingering_done);
+                if this.writing_done && lingering_done {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
             }
         }
     }
 }
 
-async fn write_and_flush<W: AsyncWrite + Unpin>(writer: &mut W, bytes: &[u8]) -> io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
+impl<S> Drop for ConnectionTask<S> {
+    fn drop(&mut self) {
+        // What was queued and never written no longer counts against the guard (the broker task
+        // has dropped the connection by now, or is shutting down).
+        self.common.statistics.connections_open.fetch_sub(1, Ordering::Relaxed);
+        tracing::debug!(connection = self.connection, "connection closed");
     }
-    writer.write_all(bytes).await?;
-    writer.flush().await
 }
 
-/// Resolves `close_timeout` after the broker task closed the connection. Cancel safe: the instant
-/// is kept in `abandon_at` once known, so a later call waits for the same instant.
-async fn abandon(keep_open: &mut watch::Receiver<()>, abandon_at: &mut Option<Instant>, close_timeout: Duration) {
-    let at = match *abandon_at {
-        Some(at) => at,
-        None => {
-            let _ = keep_open.changed().await;
-            let at = Instant::now() + close_timeout;
-            *abandon_at = Some(at);
-            at
-        }
-    };
-    sleep_until(at).await;
+/// Reads into the free room of `buffer` (at most `room` bytes): the bytes read are appended.
+/// The room is zeroed first (safe code has no other way to hand out uninitialised memory), which
+/// costs little beside the system call.
+fn poll_read_into<S: AsyncRead>(
+    stream: Pin<&mut S>,
+    cx: &mut Context<'_>,
+    buffer: &mut BytesMut,
+    room: usize,
+) -> Poll<io::Result<usize>> {
+    let start = buffer.len();
+    buffer.resize(start + room, 0);
+    let mut read = ReadBuf::new(&mut buffer[start..]);
+    let result = stream.poll_read(cx, &mut read);
+    let count = read.filled().len();
+    buffer.truncate(start + count);
+    result.map_ok(|()| count)
 }
 
 async fn sleep_until_optional(deadline: Option<Instant>) {

@@ -128,14 +128,14 @@ impl Broker {
         session.expiry_interval_s = expiry_interval_s;
         session.will = connect.will.map(|will| {
             let delay_s = will.properties.will_delay_interval_s.unwrap_or(0);
-            PendingWill {
+            Box::new(PendingWill {
                 topic: will.topic,
                 payload: will.payload,
                 qos: will.qos,
                 retain: will.retain,
                 properties: will.properties,
                 delay: Duration::from_secs(u64::from(delay_s)),
-            }
+            })
         });
         session.outgoing.set_send_quota(client_receive_maximum);
 

@@ -141,6 +141,13 @@ impl Broker {
         }
     }
 
+    /// The connection the session of `client_id` is attached to, if any: the one a CONNECT with
+    /// that client id would take over (5.0 MQTT-3.1.4-3, 3.1.1 MQTT-3.1.4-2). The server uses it to
+    /// hand the core whatever that connection already sent before the CONNECT that ends it.
+    pub fn connection_of(&self, client_id: &str) -> Option<ConnectionId> {
+        self.sessions.get(client_id).and_then(|session| session.connection)
+    }
+
     // ---- inputs ----------------------------------------------------------------------------
 
     /// A network connection was accepted; its CONNECT must come within the connect timeout.
@@ -509,7 +516,9 @@ impl Broker {
             return;
         };
         session.will_due_at = None;
-        let Some(will) = session.will.take() else { return };
+        let Some(will) = session.will.take().map(|will| *will) else {
+            return;
+        };
         let mut properties = will.properties;
         let expiry_interval_s = properties.message_expiry_interval_s.take();
         properties.will_delay_interval_s = None;

@@ -95,8 +95,9 @@ pub struct Session {
     pub expiry_interval_s: u32,
     /// When the disconnected session ends.
     pub expires_at: Option<Instant>,
-    /// The will of the current (or last) connection, until published or discarded.
-    pub will: Option<PendingWill>,
+    /// The will of the current (or last) connection, until published or discarded (boxed: most
+    /// sessions have none, and a session's size is paid per connection).
+    pub will: Option<Box<PendingWill>>,
     /// When a will waiting for its delay is due.
     pub will_due_at: Option<Instant>,
 }

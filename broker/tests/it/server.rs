@@ -414,3 +414,76 @@ async fn a_subscriber_that_stops_reading_loses_qos_0_messages_and_nobody_waits_f
     drop(slow);
     running.stop().await;
 }
+
+/// A client acknowledges a resent message, closes, and reconnects at once: the acknowledgement
+/// must count, though the new CONNECT is read on another connection, possibly first (connections
+/// are read in parallel). The server holds a takeover CONNECT until the old connection's end has
+/// reached the core; without that, a run of these went wrong up to a quarter of the time (the
+/// message was resent again). 3.1.1 with Clean Session 0, 40 rounds on a 2-thread runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledgement_sent_just_before_a_reconnect_is_not_overtaken_by_the_new_connect() {
+    let running = Running::start_default().await;
+    let options = || ProbeOptions::client().with_version(ProtocolVersion::V3_1_1);
+    let connect = |client_id: &str| {
+        Packet::Connect(Box::new(Connect {
+            protocol: ProtocolVersion::V3_1_1,
+            clean_start: false,
+            keep_alive_s: 60,
+            client_id: client_id.to_owned(),
+            ..Connect::default()
+        }))
+    };
+    let mut publisher = Probe::connect_tcp(running.address, options()).await.unwrap();
+    publisher.send(&connect("overtake-pub")).await.unwrap();
+    publisher.expect(&Pattern::connack(), WAIT).await.unwrap();
+    for round in 0..40u16 {
+        let client_id = format!("overtake-{round}");
+        let topic = format!("overtake/{round}");
+        let mut first = Probe::connect_tcp(running.address, options()).await.unwrap();
+        first.send(&connect(&client_id)).await.unwrap();
+        first.expect(&Pattern::connack(), WAIT).await.unwrap();
+        first
+            .send(&Packet::Subscribe(Subscribe {
+                packet_id: 1,
+                subscriptions: vec![Subscription {
+                    filter: topic.clone(),
+                    options: SubscriptionOptions::with_qos(QoS::AtLeastOnce),
+                }],
+                ..Subscribe::default()
+            }))
+            .await
+            .unwrap();
+        first.expect(&Pattern::suback(), WAIT).await.unwrap();
+        publisher
+            .send(&Packet::Publish(Publish {
+                qos: QoS::AtLeastOnce,
+                topic: topic.as_str().into(),
+                packet_id: Some(round + 1),
+                payload: Bytes::from_static(b"m"),
+                ..Publish::default()
+            }))
+            .await
+            .unwrap();
+        first.expect(&Pattern::publish(), WAIT).await.unwrap();
+        drop(first); // no PUBACK: it is resent on the next connection
+        let mut second = Probe::connect_tcp(running.address, options()).await.unwrap();
+        second.send(&connect(&client_id)).await.unwrap();
+        second.expect(&Pattern::connack(), WAIT).await.unwrap();
+        let resent = second.expect(&Pattern::publish(), WAIT).await.unwrap();
+        let Packet::Publish(resent) = resent else {
+            unreachable!()
+        };
+        second
+            .send(&Packet::PubAck(PublishAck::new(resent.packet_id.unwrap())))
+            .await
+            .unwrap();
+        drop(second);
+        let mut third = Probe::connect_tcp(running.address, options()).await.unwrap();
+        third.send(&connect(&client_id)).await.unwrap();
+        third.expect(&Pattern::connack(), WAIT).await.unwrap();
+        third
+            .expect_nothing(Duration::from_millis(20))
+            .await
+            .unwrap_or_else(|error| panic!("round {round}: the acknowledged message came again: {error}"));
+    }
+}
