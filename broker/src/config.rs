@@ -43,6 +43,10 @@ pub struct Config {
     pub shared_subscription_available: bool,
     /// Replaces every client's keep alive (5.0: sent as Server Keep Alive). `None`: the client's.
     pub server_keep_alive_s: Option<u16>,
+    /// The longest keep alive allowed: a 5.0 client asking for more, or for 0 (none), is told this
+    /// value as Server Keep Alive (5.0 §3.2.2.3.14). A 3.1.1 client cannot be told, so it keeps
+    /// its own. `None`: no cap.
+    pub keep_alive_max_s: Option<u16>,
     /// Packets waiting to be written to one connection; beyond it QoS 0 messages to it are dropped.
     pub outgoing_packets_max: usize,
     /// Planted bugs switched on (only with the `mutations` feature; default: none, a correct
@@ -72,6 +76,7 @@ impl Default for Config {
             subscription_identifier_available: true,
             shared_subscription_available: true,
             server_keep_alive_s: None,
+            keep_alive_max_s: None,
             outgoing_packets_max: 10_000,
             #[cfg(feature = "mutations")]
             mutations: crate::mutations::Mutations::new(),

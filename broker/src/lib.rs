@@ -33,8 +33,8 @@
 //!   is dropped. An offline session queues QoS 1 and 2 messages only: QoS 0 ones are dropped, as the
 //!   spec allows (5.0 §4.1 lists pending QoS 0 messages as optional session state). Expired messages are
 //!   dropped when their turn comes (5.0 MQTT-3.3.2-5).
-//! - **One door for every message.** A client's PUBLISH, a will and anything the broker publishes
-//!   itself enter through `publish_message` in [`core`]: retained handling (store, replace, delete
+//! - **One door for every message.** A client's PUBLISH, a will and what the broker publishes
+//!   itself (`$SYS`) enter through `publish_message` in [`core`]: retained handling (store, replace, delete
 //!   on an empty payload), the retained store's quota (`Config::retained_messages_max`: a new topic
 //!   beyond it is delivered but not retained; a 5.0 QoS 1/2 PUBLISH is refused with 0x97 instead)
 //!   and message expiry apply to all of them alike.
@@ -46,8 +46,13 @@
 //! - **Every 5.0 error after CONNECT gets a DISCONNECT with a code** before the close: 0x81
 //!   Malformed Packet, 0x82 Protocol Error, or the spec's more specific code (5.0 §1.2, §4.13.1);
 //!   its name goes along as Reason String. See [`errors`].
-//! - **Client ids** the broker assigns are `mqtt-harness-N`; topic aliases are accepted from
-//!   clients (up to `Config::topic_alias_maximum`) but never sent to them.
+//! - **Client ids** the broker assigns are `mqtt-harness-N`. Topic aliases are accepted from
+//!   clients (up to `Config::topic_alias_maximum`) and sent to 5.0 clients that allow them: an
+//!   alias per topic per connection, first come, first served, up to the client's Topic Alias
+//!   Maximum; the name goes once, then the alias with an empty name.
+//! - **`$SYS/broker/...`** (version, uptime, clients connected, messages and bytes in and out) is
+//!   published retained at QoS 0 through the same door as every message, every
+//!   `ServerOptions::sys_interval` (off by default; `mqtt-harness broker` publishes every 10 s).
 
 pub mod config;
 pub mod core;
@@ -61,6 +66,6 @@ pub mod server;
 pub mod errors {}
 
 pub use config::Config;
-pub use core::{Broker, ConnectionId, Output, Statistics};
+pub use core::{Broker, ConnectionId, Output, ServerFigures, Statistics};
 #[cfg(feature = "mutations")]
 pub use mutations::{Mutation, Mutations, UnknownMutation};

@@ -70,7 +70,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, timeout_at, Instant, Sleep};
 
-use crate::core::{Broker, ConnectionId, Output};
+use crate::core::{Broker, ConnectionId, Output, ServerFigures};
 
 /// A connection encodes queued packets into one buffer until it holds this many bytes (or the queue is
 /// empty), then writes it at once.
@@ -144,6 +144,11 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     /// Capacity of the queue from all connections to the broker task.
     pub inbound_capacity: usize,
+    /// How often the broker publishes its `$SYS/broker/...` topics ([`Broker::publish_system_topics`]):
+    /// the first at the start, retained. `None` (the default, so that tests and simulations see
+    /// only their own messages): never; `mqtt-harness broker` publishes every 10 s unless told
+    /// otherwise. The 7 retained topics count toward `Config::retained_messages_max`.
+    pub sys_interval: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -154,6 +159,7 @@ impl Default for ServerOptions {
             decode_error_close_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(2),
             inbound_capacity: 1024,
+            sys_interval: None,
         }
     }
 }
@@ -172,6 +178,10 @@ pub struct Statistics {
     pub decode_errors: AtomicU64,
     /// Packets written to connections.
     pub packets_sent: AtomicU64,
+    /// Bytes read from connections, and bytes written to them (after TLS and WebSocket: what the
+    /// MQTT layer exchanged).
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
     /// QoS 0 PUBLISH packets dropped because their connection had
     /// [`Config::outgoing_packets_max`](crate::Config::outgoing_packets_max) packets unwritten.
     pub publishes_dropped: AtomicU64,
@@ -262,11 +272,14 @@ impl<L: Listener> Server<L> {
             options,
         };
         let mut shutdown = std::pin::pin!(shutdown);
+        let started = Instant::now();
+        // The first `$SYS` figures at once, so a client that subscribes finds them retained.
+        let mut next_sys = options.sys_interval.map(|_| started);
         loop {
-            let deadline = match (task.core.poll_timeout(), task.next_release()) {
-                (Some(core), Some(release)) => Some(core.min(release)),
-                (core, release) => core.or(release),
-            };
+            let deadline = [task.core.poll_timeout(), task.next_release(), next_sys]
+                .into_iter()
+                .flatten()
+                .min();
             let wake_up = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
@@ -297,6 +310,19 @@ impl<L: Listener> Server<L> {
                 }
             }
             task.release_overdue(now);
+            if let (Some(at), Some(interval)) = (next_sys, options.sys_interval) {
+                if at <= now {
+                    task.core.publish_system_topics(
+                        now,
+                        &ServerFigures {
+                            uptime: now.duration_since(started),
+                            bytes_received: statistics.bytes_received.load(Ordering::Relaxed),
+                            bytes_sent: statistics.bytes_sent.load(Ordering::Relaxed),
+                        },
+                    );
+                    next_sys = Some(now + interval);
+                }
+            }
             if task.core.poll_timeout().is_some_and(|deadline| deadline <= now) {
                 task.core.handle_timeout(now);
             }
@@ -861,7 +887,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
                 self.read_buffer.reserve(chunk);
             }
             let free = self.read_buffer.capacity() - self.read_buffer.len();
-            match poll_read_into(Pin::new(&mut self.stream), cx, &mut self.read_buffer, free) {
+            match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read_buffer) {
                 Poll::Pending => {
                     if self.read_buffer.is_empty() {
                         // Idle: give the buffer back.
@@ -872,6 +898,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
                 }
                 Poll::Ready(Ok(0)) => self.lost("closed by the peer"),
                 Poll::Ready(Ok(count)) => {
+                    Statistics::add(&self.common.statistics.bytes_received, count as u64);
                     // A read that filled all the room suggests more is waiting: read more at once.
                     if count == free {
                         self.read_chunk = (self.read_chunk * 2).min(READ_CHUNK_BYTE_COUNT as u32);
@@ -931,7 +958,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
                 match Pin::new(&mut self.stream).poll_write(cx, &self.write_buffer) {
                     Poll::Pending => return,
                     Poll::Ready(Ok(0)) => return self.write_failed("the connection accepts no more bytes".into()),
-                    Poll::Ready(Ok(count)) => self.write_buffer.advance(count),
+                    Poll::Ready(Ok(count)) => {
+                        Statistics::add(&self.common.statistics.bytes_sent, count as u64);
+                        self.write_buffer.advance(count);
+                    }
                     Poll::Ready(Err(error)) => return self.write_failed(format!("writing failed: {error}")),
                 }
             }
@@ -946,7 +976,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
             Statistics::add(&self.common.statistics.packets_sent, u64::from(self.encoded_count));
             self.write_count = 0;
             self.encoded_count = 0;
-            // Written: give the buffer back (the next batch allocates what it needs).
+            // Written: give the buffer back (the next batch allocates what it needs; keeping it
+            // measured no faster, and an idle connection then holds none).
             self.write_buffer = BytesMut::new();
         }
         cx.waker().wake_by_ref();
@@ -1056,24 +1087,6 @@ impl<S> Drop for ConnectionTask<S> {
         self.common.statistics.connections_open.fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(connection = self.connection, "connection closed");
     }
-}
-
-/// Reads into the free room of `buffer` (at most `room` bytes): the bytes read are appended.
-/// The room is zeroed first (safe code has no other way to hand out uninitialised memory), which
-/// costs little beside the system call.
-fn poll_read_into<S: AsyncRead>(
-    stream: Pin<&mut S>,
-    cx: &mut Context<'_>,
-    buffer: &mut BytesMut,
-    room: usize,
-) -> Poll<io::Result<usize>> {
-    let start = buffer.len();
-    buffer.resize(start + room, 0);
-    let mut read = ReadBuf::new(&mut buffer[start..]);
-    let result = stream.poll_read(cx, &mut read);
-    let count = read.filled().len();
-    buffer.truncate(start + count);
-    result.map_ok(|()| count)
 }
 
 async fn sleep_until_optional(deadline: Option<Instant>) {

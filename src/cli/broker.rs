@@ -9,9 +9,10 @@
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use mqtt_broker::listener::{ListenSpec, ListenerOptions, MqttListener};
-use mqtt_broker::server::Server;
+use mqtt_broker::server::{Server, ServerOptions};
 use mqtt_broker::{Broker, Config};
 use mqtt_client::transport::tls::ServerTlsOptions;
 
@@ -37,6 +38,131 @@ pub struct Args {
     /// The lowest TLS version accepted.
     #[arg(long = "tls-version", value_name = "VERSION", default_value = "tlsv1.2", value_parser = ["tlsv1.2", "tlsv1.3"])]
     pub tls_version: String,
+    /// Seconds between publications of the $SYS/broker/... topics (retained: version, uptime,
+    /// clients connected, messages and bytes in and out); 0: none.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub sys_interval: u64,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The broker's limits and capabilities (all of `Config`); each left out keeps its default.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Limits and capabilities")]
+pub struct LimitArgs {
+    /// Connections open at once; one more is refused (5.0 CONNACK 0x89, 3.1.1 0x03) [default: 100000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// New connections per second; beyond it 5.0 CONNACK 0x9F (3.1.1 0x03) [default: no limit]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connection_rate: Option<u32>,
+    /// The largest packet accepted, in bytes, announced as Maximum Packet Size [default: 1048576]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(64..=268_435_460))]
+    pub max_packet_size: Option<u32>,
+    /// QoS 1/2 messages a client may have unacknowledged towards the broker (Receive Maximum)
+    /// [default: 1024]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub receive_maximum: Option<u16>,
+    /// QoS 1/2 messages in flight to one client, below its own Receive Maximum [default: 1024]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_inflight: Option<u16>,
+    /// Messages queued per session (offline, or beyond the window); beyond it new ones are dropped
+    /// [default: 10000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued_messages: Option<u64>,
+    /// Subscriptions per session; one more is refused in its SUBACK [default: 1000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_subscriptions: Option<u64>,
+    /// Levels in a topic name or filter [default: 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_topic_levels: Option<u64>,
+    /// Retained messages stored; a new topic beyond it is not retained [default: 100000]
+    #[arg(long, value_name = "N")]
+    pub max_retained: Option<u64>,
+    /// Seconds a new connection may take to send CONNECT [default: 10]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub connect_timeout: Option<u64>,
+    /// Topic aliases a client may use towards the broker (0: none) [default: 64]
+    #[arg(long, value_name = "N")]
+    pub topic_alias_maximum: Option<u16>,
+    /// The highest QoS supported, announced as Maximum QoS [default: 2]
+    #[arg(long, value_name = "0|1|2", value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub max_qos: Option<u8>,
+    /// Refuse retained messages (announced as Retain Available 0)
+    #[arg(long)]
+    pub no_retain: bool,
+    /// Refuse wildcard subscriptions (announced as Wildcard Subscription Available 0)
+    #[arg(long)]
+    pub no_wildcard_subscriptions: bool,
+    /// Refuse Subscription Identifiers (announced as Subscription Identifier Available 0)
+    #[arg(long)]
+    pub no_subscription_identifiers: bool,
+    /// Refuse shared subscriptions (announced as Shared Subscription Available 0)
+    #[arg(long)]
+    pub no_shared_subscriptions: bool,
+    /// Every client's keep alive, whatever it asked for (5.0: told as Server Keep Alive)
+    #[arg(long, value_name = "SECONDS", conflicts_with = "max_keep_alive")]
+    pub server_keep_alive: Option<u16>,
+    /// The longest keep alive allowed: a 5.0 client asking for more, or for 0, is told this as
+    /// Server Keep Alive; a 3.1.1 client, which cannot be told, keeps its own
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_keep_alive: Option<u16>,
+    /// Packets waiting to be written to one connection; beyond it QoS 0 messages to it are dropped
+    /// [default: 10000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_outgoing_packets: Option<u64>,
+}
+
+impl LimitArgs {
+    /// `Config::default()` with what was given on the command line.
+    pub fn config(&self) -> Config {
+        let mut config = Config::default();
+        let size = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+        if let Some(value) = self.max_connections {
+            config.connections_max = size(value);
+        }
+        config.connection_rate_per_second_max = self.max_connection_rate.or(config.connection_rate_per_second_max);
+        if let Some(value) = self.max_packet_size {
+            config.maximum_packet_size = value;
+        }
+        if let Some(value) = self.receive_maximum {
+            config.receive_maximum = value;
+        }
+        if let Some(value) = self.max_inflight {
+            config.inflight_count_max = value;
+        }
+        if let Some(value) = self.max_queued_messages {
+            config.queued_messages_max = size(value);
+        }
+        if let Some(value) = self.max_subscriptions {
+            config.subscriptions_per_client_max = size(value);
+        }
+        if let Some(value) = self.max_topic_levels {
+            config.topic_levels_max = size(value);
+        }
+        if let Some(value) = self.max_retained {
+            config.retained_messages_max = size(value);
+        }
+        if let Some(value) = self.connect_timeout {
+            config.connect_timeout = std::time::Duration::from_secs(value);
+        }
+        if let Some(value) = self.topic_alias_maximum {
+            config.topic_alias_maximum = value;
+        }
+        if let Some(qos) = self.max_qos.and_then(mqtt_protocol::QoS::from_u8) {
+            config.maximum_qos = qos;
+        }
+        config.retain_available &= !self.no_retain;
+        config.wildcard_subscription_available &= !self.no_wildcard_subscriptions;
+        config.subscription_identifier_available &= !self.no_subscription_identifiers;
+        config.shared_subscription_available &= !self.no_shared_subscriptions;
+        config.server_keep_alive_s = self.server_keep_alive.or(config.server_keep_alive_s);
+        config.keep_alive_max_s = self.max_keep_alive.or(config.keep_alive_max_s);
+        if let Some(value) = self.max_outgoing_packets {
+            config.outgoing_packets_max = size(value);
+        }
+        config
+    }
 }
 
 impl Args {
@@ -108,7 +234,10 @@ async fn serve(args: Args) -> ExitCode {
     for listener in &listeners {
         eprintln!("mqtt-harness broker listening on {}", listener.describe());
     }
-    let server = Server::new(listeners, Broker::new(Config::default()));
+    let server = Server::new(listeners, Broker::new(args.limits.config())).with_options(ServerOptions {
+        sys_interval: (args.sys_interval > 0).then(|| Duration::from_secs(args.sys_interval)),
+        ..ServerOptions::default()
+    });
     server.run(shutdown).await;
     ExitCode::SUCCESS
 }

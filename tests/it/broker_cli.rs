@@ -264,3 +264,47 @@ fn check_runs_over_tls_and_websocket_against_the_cli_broker() {
     assert_eq!(status.code(), Some(1));
     assert!(no_certificate.stderr_line_containing("--cert FILE --key FILE").is_ok());
 }
+
+/// The limits of `Config` are flags: a 5.0 client asking for no keep alive is told
+/// `--max-keep-alive` as Server Keep Alive, and `--receive-maximum` and `--max-packet-size` are
+/// announced; a bad value is refused by the argument parser with exit 2.
+#[test]
+fn limits_are_command_line_flags_and_reach_the_connack() {
+    let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("an address");
+    let listen = address.to_string();
+    let mut broker = BrokerProcess::start_with(&[
+        "--listen",
+        &listen,
+        "--max-keep-alive",
+        "30",
+        "--receive-maximum",
+        "7",
+        "--max-packet-size",
+        "4096",
+    ]);
+    let mut stream = connect_when_listening(address, &mut broker);
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let connect = Packet::Connect(Box::new(Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        keep_alive_s: 0,
+        client_id: "cli-limits".into(),
+        ..Connect::default()
+    }));
+    let mut bytes = Vec::new();
+    encode(&connect, ProtocolVersion::V5, &mut bytes).expect("a valid CONNECT");
+    stream.write_all(&bytes).expect("write CONNECT");
+    let Packet::ConnAck(connack) = read_packet(&mut stream, ProtocolVersion::V5) else {
+        panic!("expected CONNACK")
+    };
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(connack.properties.server_keep_alive_s, Some(30));
+    assert_eq!(connack.properties.receive_maximum, Some(7));
+    assert_eq!(connack.properties.maximum_packet_size, Some(4096));
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_mqtt-harness"))
+        .args(["broker", "--receive-maximum", "0"])
+        .output()
+        .expect("the binary runs");
+    assert_eq!(refused.status.code(), Some(2));
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mqtt_protocol::{ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, QoS, ReasonCode};
 use tokio::time::Instant;
 
-use super::session::{ConnectionState, PendingWill, Session};
+use super::session::{ConnectionState, OutgoingAliases, PendingWill, Session};
 use super::{fits, Broker, ConnectionId, Output, Timer};
 #[cfg(feature = "mutations")]
 use crate::mutations::Mutation;
@@ -151,6 +151,11 @@ impl Broker {
             state.topic_alias_maximum = connack.properties.topic_alias_maximum.unwrap_or(0);
             state.request_problem_information = connect.properties.request_problem_information.unwrap_or(true);
             state.connect_session_expiry_s = if v5 { expiry_interval_s } else { 0 };
+            state.aliases_out = if v5 {
+                OutgoingAliases::new(connect.properties.topic_alias_maximum)
+            } else {
+                None
+            };
             if let Some(deadline) = state.keep_alive_deadline() {
                 self.timers.insert((deadline, Timer::KeepAlive(connection)));
             }
@@ -199,7 +204,10 @@ impl Broker {
         properties.wildcard_subscription_available = (!config.wildcard_subscription_available).then_some(false);
         properties.subscription_identifier_available = (!config.subscription_identifier_available).then_some(false);
         properties.shared_subscription_available = (!config.shared_subscription_available).then_some(false);
-        properties.server_keep_alive_s = config.server_keep_alive_s;
+        let over_cap = |cap: &u16| connect.keep_alive_s == 0 || connect.keep_alive_s > *cap;
+        properties.server_keep_alive_s = config
+            .server_keep_alive_s
+            .or_else(|| config.keep_alive_max_s.filter(over_cap));
         if connect.properties.request_response_information == Some(true) {
             properties.response_information = Some(format!("response/{client_id}"));
         }

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use mqtt_protocol::topic::SubscriptionTree;
 use mqtt_protocol::{
-    encoded_len, ByteStr, DecodeError, DecodeErrorKind, Disconnect, Packet, Properties, ProtocolVersion, ReasonCode,
-    Spec,
+    encoded_len, ByteStr, DecodeError, DecodeErrorKind, Disconnect, Packet, Properties, ProtocolVersion, QoS,
+    ReasonCode, Spec,
 };
 use tokio::time::Instant;
 
@@ -74,6 +74,14 @@ pub struct Statistics {
     /// acknowledgement) did not fit the client's Maximum Packet Size even without its optional
     /// parts: never left open and unanswered.
     pub required_packets_too_large: u64,
+}
+
+/// What only the server knows, for the `$SYS` topics ([`Broker::publish_system_topics`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerFigures {
+    pub uptime: Duration,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
 }
 
 /// The broker. See the module documentation.
@@ -138,6 +146,53 @@ impl Broker {
             sessions: self.sessions.len(),
             retained_messages: self.retained.len(),
             ..self.statistics
+        }
+    }
+
+    /// Publishes the broker's own topics, retained at QoS 0, through the door every message takes
+    /// (so retained handling, the store's quota and routing apply as to any other):
+    /// `$SYS/broker/version`, `uptime` (seconds), `clients/connected`, `messages/received` (PUBLISH
+    /// packets from clients), `messages/sent` (deliveries), `bytes/received` and `bytes/sent` (on
+    /// the wire, from `server`). Topics starting with `$` match no filter that starts with a
+    /// wildcard (MQTT-4.7.2-1): only those who ask for `$SYS/...` see them.
+    pub fn publish_system_topics(&mut self, now: Instant, server: &ServerFigures) {
+        let connected = self
+            .connections
+            .values()
+            .filter(|connection| matches!(connection.state, ConnectionState::Connected { .. }))
+            .count();
+        let figures = [
+            (
+                "$SYS/broker/version",
+                format!("mqtt-harness {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("$SYS/broker/uptime", format!("{} seconds", server.uptime.as_secs())),
+            ("$SYS/broker/clients/connected", connected.to_string()),
+            (
+                "$SYS/broker/messages/received",
+                self.statistics.messages_received.to_string(),
+            ),
+            (
+                "$SYS/broker/messages/sent",
+                self.statistics.messages_delivered.to_string(),
+            ),
+            ("$SYS/broker/bytes/received", server.bytes_received.to_string()),
+            ("$SYS/broker/bytes/sent", server.bytes_sent.to_string()),
+        ];
+        for (topic, value) in figures {
+            self.publish_message(
+                now,
+                Message {
+                    topic: ByteStr::from_static(topic),
+                    payload: value.into_bytes().into(),
+                    qos: QoS::AtMostOnce,
+                    retain: self.config.retain_available,
+                    properties: Properties::default(),
+                    expiry_interval_s: None,
+                    received_at: now,
+                    publisher: String::new(),
+                },
+            );
         }
     }
 
@@ -596,12 +651,18 @@ impl Broker {
     /// PUBLISH never gets here too large, as its callers complete its delivery instead (5.0
     /// MQTT-3.1.2-25). The CONNACK is cut to size before the session is touched (`fit_connack`).
     fn send(&mut self, now: Instant, connection: ConnectionId, mut packet: Packet) {
-        let Some(state) = self.connections.get(&connection) else {
+        let Some(state) = self.connections.get_mut(&connection) else {
             return;
         };
         if state.state == ConnectionState::Closing {
             return;
         }
+        // Aliases are per connection, so they go on here, where a packet meets its connection (a
+        // PUBLISH resent on a new connection starts with its full topic again).
+        let new_alias = match (&mut packet, state.aliases_out.as_deref_mut()) {
+            (Packet::Publish(publish), Some(aliases)) => aliases.apply(publish),
+            _ => None,
+        };
         let version = state.version;
         if version.is_v5() {
             explain(&mut packet);
@@ -624,6 +685,10 @@ impl Broker {
                         }
                     } else {
                         tracing::debug!(connection, "a packet too large for the client is not sent");
+                        let aliases = state.aliases_out.as_deref_mut();
+                        if let (Some(topic), Some(aliases)) = (new_alias, aliases) {
+                            aliases.forget(&topic);
+                        }
                     }
                     return;
                 }

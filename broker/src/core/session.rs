@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use mqtt_protocol::flow::{IncomingFlows, OutgoingFlows};
-use mqtt_protocol::{ByteStr, Properties, ProtocolVersion, QoS, SubscriptionOptions};
+use mqtt_protocol::{ByteStr, Properties, ProtocolVersion, Publish, QoS, SubscriptionOptions};
 use tokio::time::Instant;
 
 use super::ConnectionId;
@@ -151,6 +151,55 @@ pub struct Connection {
     /// The Session Expiry Interval the CONNECT set (0 when absent), for the DISCONNECT rule of 5.0
     /// §3.14.2.2.2.
     pub connect_session_expiry_s: u32,
+    /// Topic aliases we use towards a 5.0 client that allows them (boxed: most do not).
+    pub aliases_out: Option<Box<OutgoingAliases>>,
+}
+
+/// The topic aliases the broker sends one connection (5.0 §3.3.2.3.4): the first PUBLISH of a
+/// topic carries its name and a new alias, later ones the alias and an empty name; at most the
+/// client's Topic Alias Maximum, handed out first come, first served, for the connection's life.
+#[derive(Debug, Default)]
+pub struct OutgoingAliases {
+    maximum: u16,
+    by_topic: BTreeMap<ByteStr, u16>,
+}
+
+impl OutgoingAliases {
+    /// For a client whose CONNECT allowed `maximum` aliases; `None` when it allowed none.
+    pub fn new(maximum: Option<u16>) -> Option<Box<OutgoingAliases>> {
+        maximum.filter(|maximum| *maximum > 0).map(|maximum| {
+            Box::new(OutgoingAliases {
+                maximum,
+                by_topic: BTreeMap::new(),
+            })
+        })
+    }
+
+    /// Puts the alias of `publish`'s topic in it (and empties the topic), or maps the topic to a
+    /// new alias while there is room. Returns the topic newly mapped, which [`Self::forget`] must
+    /// undo if the PUBLISH is not sent after all (the client would never learn the mapping).
+    pub fn apply(&mut self, publish: &mut Publish) -> Option<ByteStr> {
+        if publish.topic.is_empty() {
+            return None;
+        }
+        if let Some(&alias) = self.by_topic.get(&publish.topic) {
+            publish.properties.topic_alias = Some(alias);
+            publish.topic = ByteStr::new();
+            return None;
+        }
+        if self.by_topic.len() >= usize::from(self.maximum) {
+            return None;
+        }
+        let alias = self.by_topic.len() as u16 + 1;
+        self.by_topic.insert(publish.topic.clone(), alias);
+        publish.properties.topic_alias = Some(alias);
+        Some(publish.topic.clone())
+    }
+
+    /// Undoes the mapping [`Self::apply`] just made.
+    pub fn forget(&mut self, topic: &ByteStr) {
+        self.by_topic.remove(topic);
+    }
 }
 
 impl Connection {
@@ -167,6 +216,7 @@ impl Connection {
             topic_alias_maximum: 0,
             request_problem_information: true,
             connect_session_expiry_s: 0,
+            aliases_out: None,
         }
     }
 

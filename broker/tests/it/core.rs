@@ -253,6 +253,46 @@ fn a_3_1_1_client_keeps_its_own_keep_alive_whatever_the_server_keep_alive() {
     assert!(h.is_closed(connection));
 }
 
+#[test]
+fn the_keep_alive_cap_is_told_to_a_5_0_client_asking_for_more_or_for_none() {
+    let config = Config {
+        keep_alive_max_s: Some(30),
+        ..Config::default()
+    };
+    for (asked, told) in [(100, Some(30)), (0, Some(30)), (30, None), (10, None)] {
+        let mut h = Harness::new(config.clone());
+        let (connection, connack) = h.connect_with(Connect {
+            keep_alive_s: asked,
+            ..connect(V5, "c")
+        });
+        assert_eq!(connack.properties.server_keep_alive_s, told, "asked for {asked} s");
+        // The keep alive in force is the one told, or the client's own: closed after 1.5 times it.
+        let in_force = u64::from(told.unwrap_or(asked));
+        if in_force > 0 {
+            h.advance_ms(in_force * 1500 - 1);
+            assert!(!h.is_closed(connection), "asked for {asked} s: closed early");
+            h.advance_ms(1);
+            assert!(
+                h.is_closed(connection),
+                "asked for {asked} s: not closed at 1.5 times {in_force} s"
+            );
+        }
+    }
+    // 3.1.1 cannot be told: the client keeps its own keep alive, longer than the cap.
+    let mut h = Harness::new(config);
+    let (connection, _) = h.connect_with(Connect {
+        keep_alive_s: 100,
+        ..connect(V3_1_1, "c")
+    });
+    h.advance_ms(149_999);
+    assert!(
+        !h.is_closed(connection),
+        "a 3.1.1 client was held to the cap it was never told"
+    );
+    h.advance_ms(1);
+    assert!(h.is_closed(connection));
+}
+
 // ---- QoS and routing -----------------------------------------------------------------------
 
 #[test]
@@ -1400,4 +1440,92 @@ fn a_qos_1_message_too_large_for_the_client_counts_as_delivered_and_frees_its_pl
     let resent = h.publishes(subscriber);
     assert_eq!(payloads(&resent), [&"z".repeat(40)[..]]);
     assert!(resent[0].dup, "5.0 MQTT-3.3.1-1");
+}
+
+// ---- topic aliases towards the client --------------------------------------------------------
+
+fn with_topic_alias_maximum(connect: Connect, maximum: u16) -> Connect {
+    let mut connect = connect;
+    connect.properties.topic_alias_maximum = Some(maximum);
+    connect
+}
+
+/// (topic, alias) of each delivery.
+fn aliased(publishes: &[Publish]) -> Vec<(String, Option<u16>)> {
+    publishes
+        .iter()
+        .map(|publish| (publish.topic.to_string(), publish.properties.topic_alias))
+        .collect()
+}
+
+#[test]
+fn the_broker_sends_topic_aliases_up_to_the_clients_maximum() {
+    let mut h = harness();
+    let (subscriber, _) = h.connect_with(with_topic_alias_maximum(connect(V5, "s"), 2));
+    h.subscribe(subscriber, "a/#", options(0));
+    let (plain, _) = h.connect_with(connect(V5, "plain"));
+    h.subscribe(plain, "a/#", options(0));
+    let publisher = h.connect("p");
+    for topic in ["a/1", "a/1", "a/2", "a/3", "a/1", "a/2"] {
+        h.publish(publisher, topic, "m", qos(0), 0);
+    }
+    assert_eq!(
+        aliased(&h.publishes(subscriber)),
+        [
+            ("a/1".to_owned(), Some(1)),
+            (String::new(), Some(1)),
+            ("a/2".to_owned(), Some(2)),
+            ("a/3".to_owned(), None),
+            (String::new(), Some(1)),
+            (String::new(), Some(2)),
+        ]
+    );
+    // A client that allowed none gets none.
+    assert!(aliased(&h.publishes(plain))
+        .iter()
+        .all(|(topic, alias)| !topic.is_empty() && alias.is_none()));
+}
+
+#[test]
+fn a_resent_publish_carries_its_topic_on_the_new_connection() {
+    let mut h = harness();
+    let resumable = |clean_start| {
+        let mut connect = with_topic_alias_maximum(connect(V5, "s"), 4);
+        connect.clean_start = clean_start;
+        connect.properties.session_expiry_interval_s = Some(60);
+        connect
+    };
+    let (first, _) = h.connect_with(resumable(true));
+    h.subscribe(first, "t", options(1));
+    let publisher = h.connect("p");
+    h.publish(publisher, "t", "one", qos(1), 1);
+    h.publish(publisher, "t", "two", qos(1), 2);
+    assert_eq!(
+        aliased(&h.publishes(first)),
+        [("t".to_owned(), Some(1)), (String::new(), Some(1))]
+    );
+    h.network_lost(first);
+    let (second, connack) = h.connect_with(resumable(false));
+    assert!(connack.session_present);
+    // Aliases live and die with a connection: the resends name their topic, then use a new alias.
+    let resent = h.publishes(second);
+    assert_eq!(aliased(&resent), [("t".to_owned(), Some(1)), (String::new(), Some(1))]);
+    assert!(resent.iter().all(|publish| publish.dup));
+}
+
+#[test]
+fn a_publish_too_large_for_the_client_does_not_use_up_an_alias() {
+    let mut h = harness();
+    let mut small = with_topic_alias_maximum(connect(V5, "s"), 1);
+    small.properties.maximum_packet_size = Some(64);
+    let (subscriber, _) = h.connect_with(small);
+    h.subscribe(subscriber, "big/#", options(0));
+    let publisher = h.connect("p");
+    h.publish(publisher, "big/1", &"x".repeat(200), qos(0), 0);
+    h.publish(publisher, "big/2", "small", qos(0), 0);
+    h.publish(publisher, "big/2", "small again", qos(0), 0);
+    assert_eq!(
+        aliased(&h.publishes(subscriber)),
+        [("big/2".to_owned(), Some(1)), (String::new(), Some(1))]
+    );
 }

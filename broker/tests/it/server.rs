@@ -487,3 +487,65 @@ async fn an_acknowledgement_sent_just_before_a_reconnect_is_not_overtaken_by_the
             .unwrap_or_else(|error| panic!("round {round}: the acknowledged message came again: {error}"));
     }
 }
+
+/// `$SYS/broker/...`: published through the broker's one door for messages, retained, so a client
+/// that subscribes later finds them; refreshed every interval; never matched by `#` (MQTT-4.7.2-1).
+#[tokio::test]
+async fn system_topics_are_published_retained_and_only_to_those_who_ask_for_them() {
+    let options = ServerOptions {
+        sys_interval: Some(Duration::from_millis(200)),
+        ..ServerOptions::default()
+    };
+    let running = Running::start(Config::default(), options).await;
+    let (everything, mut everything_events) = Client::connect(&running.url(), ConnectOptions::new("sys-hash"))
+        .await
+        .unwrap();
+    everything
+        .subscribe_one("#", SubscriptionOptions::with_qos(QoS::AtMostOnce))
+        .await
+        .unwrap();
+    sleep(Duration::from_millis(300)).await;
+    let (watcher, mut events) = Client::connect(&running.url(), ConnectOptions::new("sys-watcher"))
+        .await
+        .unwrap();
+    watcher
+        .subscribe_one("$SYS/broker/#", SubscriptionOptions::with_qos(QoS::AtMostOnce))
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + WAIT;
+    while seen.len() < 7 && Instant::now() < deadline {
+        if let Ok(Some(mqtt_client::Event::Message(publish))) = events.recv_within(WAIT).await {
+            // The first copy of each: the retained one, sent on the SUBSCRIBE.
+            seen.entry(publish.topic.to_string())
+                .or_insert((String::from_utf8_lossy(&publish.payload).into_owned(), publish.retain));
+        }
+    }
+    let names: Vec<&str> = seen.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "$SYS/broker/bytes/received",
+            "$SYS/broker/bytes/sent",
+            "$SYS/broker/clients/connected",
+            "$SYS/broker/messages/received",
+            "$SYS/broker/messages/sent",
+            "$SYS/broker/uptime",
+            "$SYS/broker/version",
+        ]
+    );
+    assert!(seen["$SYS/broker/version"].0.starts_with("mqtt-harness "));
+    assert!(seen["$SYS/broker/uptime"].0.ends_with(" seconds"));
+    let connected: u64 = seen["$SYS/broker/clients/connected"].0.parse().unwrap();
+    assert!((1..=2).contains(&connected), "{connected}");
+    let received: u64 = seen["$SYS/broker/bytes/received"].0.parse().unwrap();
+    assert!(received > 0);
+    // A late subscriber finds them retained.
+    assert!(seen.values().all(|(_, retain)| *retain), "{seen:?}");
+    // `#` never matches a topic starting with `$`.
+    while let Ok(Some(event)) = everything_events.recv_within(Duration::from_millis(300)).await {
+        if let mqtt_client::Event::Message(publish) = event {
+            panic!("`#` received {}", publish.topic);
+        }
+    }
+}
