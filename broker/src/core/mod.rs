@@ -659,10 +659,10 @@ impl Broker {
         }
         // Aliases are per connection, so they go on here, where a packet meets its connection (a
         // PUBLISH resent on a new connection starts with its full topic again).
-        let new_alias = match (&mut packet, state.aliases_out.as_deref_mut()) {
-            (Packet::Publish(publish), Some(aliases)) => aliases.apply(publish),
-            _ => None,
-        };
+        let mut new_alias = None;
+        if let (Some(aliases), Packet::Publish(publish)) = (state.aliases_out.as_deref_mut(), &mut packet) {
+            new_alias = aliases.apply(publish);
+        }
         let version = state.version;
         if version.is_v5() {
             explain(&mut packet);
