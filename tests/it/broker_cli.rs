@@ -109,6 +109,29 @@ fn connect_when_listening(address: SocketAddr, broker: &mut BrokerProcess) -> Tc
     }
 }
 
+/// Connects to the broker once it listens, sends a clean-start CONNECT, and returns its answer.
+fn connect_and_read(
+    address: SocketAddr,
+    broker: &mut BrokerProcess,
+    version: ProtocolVersion,
+    keep_alive_s: u16,
+    client_id: &str,
+) -> Packet {
+    let mut stream = connect_when_listening(address, broker);
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let connect = Packet::Connect(Box::new(Connect {
+        protocol: version,
+        clean_start: true,
+        keep_alive_s,
+        client_id: client_id.into(),
+        ..Connect::default()
+    }));
+    let mut bytes = Vec::new();
+    encode(&connect, version, &mut bytes).expect("a valid CONNECT");
+    stream.write_all(&bytes).expect("write CONNECT");
+    read_packet(&mut stream, version)
+}
+
 /// Reads until one whole packet decodes (bounded by the socket's read timeout).
 fn read_packet(stream: &mut TcpStream, version: ProtocolVersion) -> Packet {
     let context = DecodeContext::client(version);
@@ -140,19 +163,8 @@ fn broker_listens_where_told_and_answers_a_3_1_1_connect_with_connack_0() {
         "{line}"
     );
 
-    let mut stream = connect_when_listening(address, &mut broker);
-    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-    let connect = Packet::Connect(Box::new(Connect {
-        protocol: ProtocolVersion::V3_1_1,
-        clean_start: true,
-        keep_alive_s: 30,
-        client_id: "cli-test".into(),
-        ..Connect::default()
-    }));
-    let mut bytes = Vec::new();
-    encode(&connect, ProtocolVersion::V3_1_1, &mut bytes).expect("a valid CONNECT");
-    stream.write_all(&bytes).expect("write CONNECT");
-    match read_packet(&mut stream, ProtocolVersion::V3_1_1) {
+    let answer = connect_and_read(address, &mut broker, ProtocolVersion::V3_1_1, 30, "cli-test");
+    match answer {
         Packet::ConnAck(ConnAck {
             session_present,
             reason_code,
@@ -282,19 +294,8 @@ fn limits_are_command_line_flags_and_reach_the_connack() {
         "--max-packet-size",
         "4096",
     ]);
-    let mut stream = connect_when_listening(address, &mut broker);
-    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
-    let connect = Packet::Connect(Box::new(Connect {
-        protocol: ProtocolVersion::V5,
-        clean_start: true,
-        keep_alive_s: 0,
-        client_id: "cli-limits".into(),
-        ..Connect::default()
-    }));
-    let mut bytes = Vec::new();
-    encode(&connect, ProtocolVersion::V5, &mut bytes).expect("a valid CONNECT");
-    stream.write_all(&bytes).expect("write CONNECT");
-    let Packet::ConnAck(connack) = read_packet(&mut stream, ProtocolVersion::V5) else {
+    let answer = connect_and_read(address, &mut broker, ProtocolVersion::V5, 0, "cli-limits");
+    let Packet::ConnAck(connack) = answer else {
         panic!("expected CONNACK")
     };
     assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
