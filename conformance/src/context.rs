@@ -20,21 +20,37 @@ use tokio::time::timeout;
 use crate::discover::Capabilities;
 
 /// The broker under test: the URL that names its transport (and the name its TLS certificate must
-/// carry), the address that answered, and the TLS options. Every connection a check makes goes
-/// through [`Endpoint::dialer`], so every case runs over TCP, TLS or WebSocket alike.
-#[derive(Debug, Clone)]
+/// carry), the address that answered, the TLS options, and the dialer made of them once (its TLS
+/// files read once). Every connection a check makes goes through [`Endpoint::dialer`], so every
+/// case runs over TCP, TLS or WebSocket alike.
+#[derive(Clone)]
 pub struct Endpoint {
     pub url: BrokerUrl,
     pub address: SocketAddr,
     pub tls: TlsOptions,
+    dialer: Arc<dyn Dialer>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &self.url)
+            .field("address", &self.address)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {
     /// `url`'s transport to `address`; an error when its TLS files cannot be used.
-    pub fn new(url: BrokerUrl, address: SocketAddr, tls: TlsOptions) -> Result<Endpoint, String> {
-        let endpoint = Endpoint { url, address, tls };
-        endpoint.try_dialer().map_err(|error| error.to_string())?;
-        Ok(endpoint)
+    pub fn new(url: BrokerUrl, address: SocketAddr, tls: TlsOptions) -> Result<Endpoint, TlsSetupError> {
+        let dialer = dialer_over(TcpDialer::from_socket_address(address), &url, &tls)?;
+        Ok(Endpoint {
+            url,
+            address,
+            tls,
+            dialer,
+        })
     }
 
     /// Plain TCP to `address`.
@@ -50,16 +66,13 @@ impl Endpoint {
             },
             address,
             tls: TlsOptions::default(),
+            dialer: Arc::new(TcpDialer::from_socket_address(address)),
         }
-    }
-
-    fn try_dialer(&self) -> Result<Arc<dyn Dialer>, TlsSetupError> {
-        dialer_over(TcpDialer::from_socket_address(self.address), &self.url, &self.tls)
     }
 
     /// A dialer of the broker's transport.
     pub fn dialer(&self) -> Arc<dyn Dialer> {
-        self.try_dialer().expect("checked by Endpoint::new")
+        self.dialer.clone()
     }
 
     /// A probe connected to the broker, nothing sent yet.

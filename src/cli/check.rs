@@ -167,7 +167,9 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::from(EXIT_USAGE);
             }
         },
-        Some(text) => match reach(text, &args.tls).and_then(|(address, url, tls)| Endpoint::new(url, address, tls)) {
+        Some(text) => match reach(text, &args.tls)
+            .and_then(|(address, url, tls)| Endpoint::new(url, address, tls).map_err(|error| error.to_string()))
+        {
             Ok(endpoint) => {
                 let mut options = options;
                 options.username = options.username.or_else(|| endpoint.url.username.clone());

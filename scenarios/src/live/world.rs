@@ -106,9 +106,9 @@ struct LiveWorld {
     trace: Trace,
     names: Names,
     broker: SocketAddr,
-    /// A target URL's transport when it is not plain TCP (TLS, WebSocket), spoken over TCP to the
-    /// broker or to a client's fault proxy.
-    transport: Option<(BrokerUrl, TlsOptions)>,
+    /// The target's transport (TCP, or a URL's TLS / WebSocket) over TCP to the broker and to each
+    /// fault proxy, made once: TLS files are read when the world is made, not per connection.
+    dialers: BTreeMap<SocketAddr, Arc<dyn Dialer>>,
     proxies: BTreeMap<String, FaultProxy>,
     target: RefCell<Option<Target>>,
     tolerance: Duration,
@@ -117,7 +117,11 @@ struct LiveWorld {
 impl LiveWorld {
     /// A dialer of the target's transport, over TCP to `address`.
     fn dialer_to(&self, address: SocketAddr) -> Arc<dyn Dialer> {
-        transport_dialer(self.transport.as_ref(), address).expect("checked when the world was made")
+        match self.dialers.get(&address) {
+            Some(dialer) => dialer.clone(),
+            // Every address the world dials is the broker's or a proxy's, made with the world.
+            None => Arc::new(TcpDialer::from_socket_address(address)),
+        }
     }
 }
 
@@ -247,9 +251,6 @@ pub async fn run(scenario: &Scenario, version: ProtocolVersion, spec: &TargetSpe
     let transport = transport_url
         .filter(|url| url.scheme != Scheme::Mqtt)
         .map(|url| (url.clone(), options.tls.clone()));
-    if let Err(error) = transport_dialer(transport.as_ref(), broker) {
-        return failed(error.to_string());
-    }
     let mut proxies = BTreeMap::new();
     for client in scenario.faulted_clients() {
         let options = ProxyOptions {
@@ -263,6 +264,15 @@ pub async fn run(scenario: &Scenario, version: ProtocolVersion, spec: &TargetSpe
             Err(error) => return failed(format!("the fault proxy did not start: {error}")),
         }
     }
+    let mut dialers = BTreeMap::new();
+    for address in std::iter::once(broker).chain(proxies.values().map(FaultProxy::address)) {
+        match transport_dialer(transport.as_ref(), address) {
+            Ok(dialer) => {
+                dialers.insert(address, dialer);
+            }
+            Err(error) => return failed(error.to_string()),
+        }
+    }
     let id = run_id();
     let world = Rc::new(LiveWorld {
         start,
@@ -274,7 +284,7 @@ pub async fn run(scenario: &Scenario, version: ProtocolVersion, spec: &TargetSpe
             password: options.password.clone(),
         },
         broker,
-        transport,
+        dialers,
         proxies,
         target: RefCell::new(Some(target)),
         tolerance: options.tolerance.min(TOLERANCE_DEFAULT),
