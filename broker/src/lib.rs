@@ -1,7 +1,7 @@
 //! mqtt-broker: the reference broker, the harness's yardstick. It speaks MQTT 3.1, 3.1.1 and 5.0
 //! over any byte stream: what the simulator runs, what the conformance suite must pass in full,
-//! and what `mqtt-harness broker` serves over TCP, TLS and WebSocket (anonymous access;
-//! authentication and a configuration file come later).
+//! and what `mqtt-harness broker` serves over TCP, TLS and WebSocket, with a password file, an ACL
+//! and SCRAM-SHA-256 enhanced authentication when configured ([`security`]).
 //!
 //! # Layout
 //!
@@ -11,6 +11,7 @@
 //! | [`core`] | the sans-IO broker: `handle_*(now, ..)` inputs, `poll_*` outputs, no clock |
 //! | [`server`] | the tokio server, generic over listener and stream (real TCP, turmoil) |
 //! | [`listener`] | listeners by URL: `mqtt://`, `mqtts://`, `ws://`, `wss://`; handshakes off the accept loop, bounded |
+//! | [`security`] | authentication (anonymous, password file, certificate name, SCRAM-SHA-256) and the ACL |
 //! | [`errors`] | the table of what the broker does on each error, per version (walked by a test) |
 //! | `mutations` | planted bugs (feature `mutations` only), each off unless `Config::mutations` names it |
 //!
@@ -59,6 +60,7 @@ pub mod core;
 pub mod listener;
 #[cfg(feature = "mutations")]
 pub mod mutations;
+pub mod security;
 pub mod server;
 
 /// What the broker does on each error, per version.

@@ -62,15 +62,16 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use mqtt_protocol::{decode, encode, DecodeContext, DecodeError, Packet, ProtocolVersion, QoS};
+use bytes::{Buf, Bytes, BytesMut};
+use mqtt_protocol::{decode, encode, Connect, DecodeContext, DecodeError, Packet, ProtocolVersion, QoS};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, timeout_at, Instant, Sleep};
 
 use crate::core::{Broker, ConnectionId, Output, ServerFigures};
+use crate::security::Security;
 
 /// A connection encodes queued packets into one buffer until it holds this many bytes (or the queue is
 /// empty), then writes it at once.
@@ -203,6 +204,7 @@ pub struct Server<L: Listener> {
     broker: Broker,
     options: ServerOptions,
     statistics: Arc<Statistics>,
+    security_updates: Option<watch::Receiver<Arc<Security>>>,
 }
 
 impl<L: Listener> Server<L> {
@@ -213,7 +215,15 @@ impl<L: Listener> Server<L> {
             broker,
             options: ServerOptions::default(),
             statistics: Arc::new(Statistics::default()),
+            security_updates: None,
         }
+    }
+
+    /// Takes each new policy sent on `updates` (a reload of the password and ACL files, say on
+    /// SIGHUP) while it runs: connections stay up, and what they do next follows the new policy.
+    pub fn with_security_updates(mut self, updates: watch::Receiver<Arc<Security>>) -> Server<L> {
+        self.security_updates = Some(updates);
+        self
     }
 
     /// Replaces the server's options.
@@ -240,7 +250,9 @@ impl<L: Listener> Server<L> {
             broker,
             options,
             statistics,
+            mut security_updates,
         } = self;
+        let security = broker.security().clone();
         assert!(
             options.inbound_capacity > 0,
             "the inbound queue needs room for one packet"
@@ -267,6 +279,7 @@ impl<L: Listener> Server<L> {
                 inbound: inbound_sender,
                 statistics: statistics.clone(),
                 options,
+                security: std::sync::RwLock::new(security),
             }),
             statistics: statistics.clone(),
             options,
@@ -283,6 +296,7 @@ impl<L: Listener> Server<L> {
             let wake_up = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                Some(security) = next_security(&mut security_updates) => WakeUp::Security(security),
                 () = sleep_until_optional(deadline) => WakeUp::Timer,
                 Some((stream, peer)) = accepted.recv() => WakeUp::Accepted(stream, peer),
                 Some((connection, message)) = inbound.recv() => WakeUp::Inbound(connection, message),
@@ -291,6 +305,15 @@ impl<L: Listener> Server<L> {
             let mut accepted_count = 0;
             match wake_up {
                 WakeUp::Timer => {}
+                WakeUp::Security(security) => {
+                    tracing::info!("security policy reloaded");
+                    *task
+                        .common
+                        .security
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = security.clone();
+                    task.core.set_security(security);
+                }
                 WakeUp::Accepted(stream, peer) => {
                     task.open(now, stream, peer);
                     accepted_count += 1;
@@ -359,6 +382,7 @@ pub async fn serve<L: Listener>(
 /// What woke the broker task up.
 enum WakeUp<S> {
     Timer,
+    Security(Arc<Security>),
     Accepted(S, SocketAddr),
     Inbound(ConnectionId, Inbound),
 }
@@ -367,6 +391,8 @@ enum WakeUp<S> {
 #[derive(Debug)]
 enum Inbound {
     Packet(Packet),
+    /// A CONNECT whose password was checked on the blocking pool, and the verdict.
+    CheckedConnect(Box<Connect>, bool),
     DecodeError(Box<DecodeError>),
     /// The stream ended or failed (or the server gave up on a decode error the core left open).
     Closed,
@@ -458,7 +484,11 @@ impl BrokerTask {
             return;
         }
         let ends_wait = matches!(inbound, Inbound::Closed);
-        if let Inbound::Packet(Packet::Connect(connect)) = &inbound {
+        let connect = match &inbound {
+            Inbound::Packet(Packet::Connect(connect)) | Inbound::CheckedConnect(connect, _) => Some(connect),
+            _ => None,
+        };
+        if let Some(connect) = connect {
             let client_id = connect.client_id.clone();
             if !client_id.is_empty() && self.connections.contains_key(&connection) {
                 // Sessions are taken over in the order their CONNECTs arrived.
@@ -543,6 +573,10 @@ impl BrokerTask {
             Inbound::Packet(packet) => {
                 Statistics::add(&self.statistics.packets_received, 1);
                 self.core.handle_packet(now, connection, packet);
+            }
+            Inbound::CheckedConnect(connect, password_ok) => {
+                Statistics::add(&self.statistics.packets_received, 1);
+                self.core.handle_checked_connect(now, connection, *connect, password_ok);
             }
             Inbound::DecodeError(error) => {
                 Statistics::add(&self.statistics.decode_errors, 1);
@@ -729,9 +763,9 @@ const READS_PER_POLL_MAX: usize = 16;
 /// Writes at most this many batches per wake-up before yielding.
 const WRITES_PER_POLL_MAX: usize = 16;
 
-/// The future behind a reserved slot of the inbound queue, boxed: it exists only while the queue
-/// is full.
-type Reserving = Pin<Box<dyn Future<Output = Option<mpsc::OwnedPermit<(ConnectionId, Inbound)>>> + Send>>;
+/// A message for the broker task that waits: for room in the inbound queue, or for a password check
+/// first. Boxed: it exists only while something waits. `None` when the broker task is gone.
+type Forwarding = Pin<Box<dyn Future<Output = Option<(mpsc::OwnedPermit<(ConnectionId, Inbound)>, Inbound)>> + Send>>;
 
 /// One connection, read and written by one task: a hand-written future, so that an idle connection
 /// costs only this struct, its socket and its share of the core (no buffer, no timer, no second
@@ -752,9 +786,9 @@ struct ConnectionTask<S> {
     read_chunk: u32,
     /// What happened to the reading side.
     reading: Reading,
-    /// A message for the broker task waiting for room in the inbound queue, and the wait (boxed:
-    /// the struct stays small for the usual connection, which never waits).
-    forwarding: Option<Box<(Inbound, Reserving)>>,
+    /// A message for the broker task waiting for room in the inbound queue or for its password
+    /// check (boxed: the struct stays small for the usual connection, which never waits).
+    forwarding: Option<Forwarding>,
     /// Encoded packets not yet written; empty, with no allocation, when the queue is drained.
     write_buffer: BytesMut,
     /// The packets and the valid packets in `write_buffer`, for the counters once written.
@@ -782,6 +816,18 @@ struct Common {
     inbound: mpsc::Sender<(ConnectionId, Inbound)>,
     statistics: Arc<Statistics>,
     options: ServerOptions,
+    /// The policy in force, for the password checks the connections' tasks run; the broker task
+    /// replaces it on a reload.
+    security: std::sync::RwLock<Arc<Security>>,
+}
+
+impl Common {
+    fn security(&self) -> Arc<Security> {
+        self.security
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The close: the write side has until `abandon` to flush; the read side discards what still
@@ -801,12 +847,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full((_, inbound))) => {
                 let sender = self.common.inbound.clone();
-                let reserving: Reserving = Box::pin(async move { sender.reserve_owned().await.ok() });
-                self.forwarding = Some(Box::new((inbound, reserving)));
+                self.forwarding = Some(Box::pin(async move {
+                    sender.reserve_owned().await.ok().map(|permit| (permit, inbound))
+                }));
                 true
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+
+    /// A CONNECT whose password needs hashing to check: the hash runs on the blocking pool, and
+    /// the CONNECT goes to the broker task with the verdict (nothing read after it goes first).
+    /// Hands the CONNECT back when there is nothing to check.
+    fn check_password(&mut self, connect: Box<Connect>) -> Option<Box<Connect>> {
+        let security = self.common.security();
+        let Some((hash, password)) = security.password_to_check(&connect) else {
+            return Some(connect);
+        };
+        let (hash, password) = (hash.clone(), Bytes::copy_from_slice(password));
+        let sender = self.common.inbound.clone();
+        self.forwarding = Some(Box::pin(async move {
+            let verdict = tokio::task::spawn_blocking(move || hash.verify(&password)).await;
+            // A check that panicked or was cancelled (shutdown) is a refusal.
+            let inbound = Inbound::CheckedConnect(connect, verdict.unwrap_or(false));
+            sender.reserve_owned().await.ok().map(|permit| (permit, inbound))
+        }));
+        None
     }
 
     /// Finishes a forward waiting for room. Ready when nothing waits any more.
@@ -814,10 +880,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
         let Some(forwarding) = &mut self.forwarding else {
             return Poll::Ready(());
         };
-        let permit = ready!(forwarding.1.as_mut().poll(cx));
-        let (inbound, _) = *self.forwarding.take().expect("checked above");
-        match permit {
-            Some(permit) => {
+        let ready = ready!(forwarding.as_mut().poll(cx));
+        self.forwarding = None;
+        match ready {
+            Some((permit, inbound)) => {
                 permit.send((self.connection, inbound));
             }
             // The broker task is gone (shutting down): nothing more to hand over.
@@ -833,10 +899,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
         while self.reading == Reading::Open && self.forwarding.is_none() {
             match decode(&mut self.read_buffer, &self.context) {
                 Ok(None) => return,
-                Ok(Some(packet)) => {
-                    if let Packet::Connect(connect) = &packet {
+                Ok(Some(mut packet)) => {
+                    if let Packet::Connect(connect) = packet {
                         if self.context.version.is_none() {
                             self.context = self.context.with_version(connect.protocol);
+                        }
+                        match self.check_password(connect) {
+                            Some(connect) => packet = Packet::Connect(connect),
+                            None => continue,
                         }
                     }
                     if !self.forward(Inbound::Packet(packet)) {
@@ -1087,6 +1157,17 @@ impl<S> Drop for ConnectionTask<S> {
         self.common.statistics.connections_open.fetch_sub(1, Ordering::Relaxed);
         tracing::debug!(connection = self.connection, "connection closed");
     }
+}
+
+/// The next policy sent, if updates are taken; never, when not (or the sender is gone).
+async fn next_security(updates: &mut Option<watch::Receiver<Arc<Security>>>) -> Option<Arc<Security>> {
+    if let Some(receiver) = updates {
+        if receiver.changed().await.is_ok() {
+            return Some(receiver.borrow_and_update().clone());
+        }
+        *updates = None;
+    }
+    std::future::pending().await
 }
 
 async fn sleep_until_optional(deadline: Option<Instant>) {

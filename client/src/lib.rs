@@ -14,11 +14,13 @@
 //! | [`connection`] | the async client over any stream: [`Client`], its event stream, reconnect with backoff |
 //! | [`transport`] | the stream seam: anything `AsyncRead + AsyncWrite`; dialers for TCP, TLS ([`transport::tls`]: rustls, both sides' setup) and WebSocket ([`transport::ws`]: both handshakes, the byte-stream adapter) |
 //! | [`probe`] | send typed packets or raw bytes, expect patterns within deadlines, record traces |
+//! | [`scram`] | SCRAM-SHA-256 for 5.0 enhanced authentication, both roles, sans-IO (nonces given) |
 
 pub mod connection;
 pub mod core;
 pub mod options;
 pub mod probe;
+pub mod scram;
 pub mod transport;
 
 pub use connection::{Client, ClientError, ConnectionInfo, Event, Events, PublishHandle, PublishOutcome};

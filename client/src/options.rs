@@ -317,6 +317,16 @@ impl ConnectOptions {
         self
     }
 
+    /// Enhanced authentication with SCRAM-SHA-256 (5.0 §4.12) as `user_name` / `password`: the
+    /// CONNECT carries the client-first message, and the server's challenge is answered.
+    pub fn scram_sha_256(mut self, user_name: &str, password: &[u8]) -> Self {
+        let exchange = crate::scram::ClientExchange::new(user_name, password, &crate::scram::random_nonce());
+        self.authentication_method = Some(crate::scram::METHOD.to_string());
+        self.authentication_data = Some(Bytes::from(exchange.client_first()));
+        self.auth_handler = Some(Arc::new(crate::scram::ScramAuthHandler::new(exchange)));
+        self
+    }
+
     pub fn credentials(mut self, user_name: impl Into<String>, password: impl Into<Bytes>) -> Self {
         self.user_name = Some(user_name.into());
         self.password = Some(password.into());

@@ -1,5 +1,9 @@
 //! `mqtt-harness broker`: the reference broker on real sockets (TCP, TLS, WebSocket), anonymous
-//! access, default limits.
+//! access and default limits unless told otherwise: a password file (mosquitto_passwd's format,
+//! or `mqtt-harness passwd`), an ACL file, the client certificate's name as user name, limits.
+//!
+//! SIGHUP reloads the password and ACL files: connections stay up, and what they do next follows
+//! the new files. A file that no longer parses is reported and the old policy kept.
 //!
 //! Loads the TLS files and binds every `--listen` address first (a failure is a readable message
 //! and exit code 1), says where it listens on stderr, then serves until Ctrl-C (or SIGTERM), when 5.0 clients get
@@ -11,7 +15,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use mqtt_broker::listener::{ListenSpec, ListenerOptions, MqttListener};
+use mqtt_broker::security::{Security, SecurityFiles};
 use mqtt_broker::server::{Server, ServerOptions};
 use mqtt_broker::{Broker, Config};
 use mqtt_client::transport::tls::ServerTlsOptions;
@@ -20,7 +27,8 @@ use mqtt_client::transport::tls::ServerTlsOptions;
 #[command(after_help = "Examples:
   mqtt-harness broker --listen 127.0.0.1:1883
   mqtt-harness broker --listen mqtts://0.0.0.0:8883 --listen wss://0.0.0.0:8084/mqtt --cert server.pem --key server.key
-  mqtt-harness broker --listen mqtts://0.0.0.0:8883 --cert server.pem --key server.key --cafile clients-ca.pem")]
+  mqtt-harness broker --listen mqtts://0.0.0.0:8883 --cert server.pem --key server.key --cafile clients-ca.pem
+  mqtt-harness passwd -c -b passwords alice secret && mqtt-harness broker --password-file passwords --acl-file acl")]
 pub struct Args {
     /// Where to listen: host:port (plain TCP) or a URL: mqtt://, mqtts:// (TLS), ws:// or wss://
     /// (WebSocket; the path defaults to /mqtt). Repeat for several listeners.
@@ -43,7 +51,42 @@ pub struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     pub sys_interval: u64,
     #[command(flatten)]
+    pub security: SecurityArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// Who may connect and what they may do; SIGHUP reloads the files.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Authentication and authorization")]
+pub struct SecurityArgs {
+    /// Password file: user:hash lines as mosquitto_passwd or `mqtt-harness passwd` writes them.
+    /// Users with SCRAM keys can also use 5.0 enhanced authentication (SCRAM-SHA-256)
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// ACL file (mosquitto's acl_file format, plus `client ID` sections): with one, a client may
+    /// publish and receive only what a rule allows
+    #[arg(long, value_name = "FILE")]
+    pub acl_file: Option<PathBuf>,
+    /// Whether clients without a user name may connect [default: true without --password-file,
+    /// false with one]
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub allow_anonymous: Option<bool>,
+    /// The TLS client certificate's Common Name is the user name (needs --cafile); clients
+    /// without a certificate are refused
+    #[arg(long, requires = "cafile")]
+    pub use_identity_as_username: bool,
+}
+
+impl SecurityArgs {
+    pub fn files(&self) -> SecurityFiles {
+        SecurityFiles {
+            password_file: self.password_file.clone(),
+            acl_file: self.acl_file.clone(),
+            allow_anonymous: self.allow_anonymous,
+            use_identity_as_username: self.use_identity_as_username,
+        }
+    }
 }
 
 /// The broker's limits and capabilities (all of `Config`); each left out keeps its default.
@@ -234,13 +277,81 @@ async fn serve(args: Args) -> ExitCode {
     for listener in &listeners {
         eprintln!("mqtt-harness broker listening on {}", listener.describe());
     }
-    let server = Server::new(listeners, Broker::new(args.limits.config())).with_options(ServerOptions {
-        sys_interval: (args.sys_interval > 0).then(|| Duration::from_secs(args.sys_interval)),
-        ..ServerOptions::default()
-    });
+    let files = args.security.files();
+    let security = match files.load() {
+        Ok(security) => Arc::new(security),
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CANNOT_START);
+        }
+    };
+    describe_security(&security);
+    let (updates, updates_receiver) = tokio::sync::watch::channel(security.clone());
+    let reloading = tokio::spawn(reload_on_hangup(files, updates));
+    let broker = Broker::new(args.limits.config()).with_security(security);
+    let server = Server::new(listeners, broker)
+        .with_options(ServerOptions {
+            sys_interval: (args.sys_interval > 0).then(|| Duration::from_secs(args.sys_interval)),
+            ..ServerOptions::default()
+        })
+        .with_security_updates(updates_receiver);
     server.run(shutdown).await;
+    reloading.abort();
     ExitCode::SUCCESS
 }
+
+/// Says on stderr what the policy is, so that an operator sees an open broker for what it is.
+fn describe_security(security: &Security) {
+    let users = security.passwords.as_ref().map_or(0, |file| file.len());
+    eprintln!(
+        "mqtt-harness broker: anonymous access {}, {}, {}{}",
+        if security.allow_anonymous { "on" } else { "off" },
+        if security.passwords.is_some() {
+            format!("{users} user(s) in the password file")
+        } else {
+            "no password file".to_string()
+        },
+        if security.acl.is_some() {
+            "ACL on"
+        } else {
+            "no ACL (every client may do everything)"
+        },
+        if security.use_identity_as_username {
+            ", certificate name as user name"
+        } else {
+            ""
+        },
+    );
+}
+
+/// Reloads the password and ACL files on each SIGHUP and hands the new policy to the broker; a
+/// file that fails to load is reported and the policy in force kept.
+#[cfg(unix)]
+async fn reload_on_hangup(files: SecurityFiles, updates: tokio::sync::watch::Sender<Arc<Security>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGHUP: no reloads");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        // Reading and parsing are quick; hashing happens per CONNECT, on the blocking pool.
+        match files.load() {
+            Ok(security) => {
+                describe_security(&security);
+                if updates.send(Arc::new(security)).is_err() {
+                    return;
+                }
+            }
+            Err(error) => eprintln!("reload failed, the files in force stay: {error}"),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_files: SecurityFiles, _updates: tokio::sync::watch::Sender<Arc<Security>>) {}
 
 /// Starts listening for Ctrl-C and SIGTERM (how service managers and containers stop a process)
 /// at once, so that a signal sent as soon as the broker says it listens is not lost, and resolves

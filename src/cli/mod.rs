@@ -20,6 +20,7 @@ mod bench;
 mod broker;
 mod check;
 mod output;
+mod passwd;
 mod report;
 mod run;
 mod sim;
@@ -35,7 +36,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the reference broker (default listener 127.0.0.1:1883, anonymous access).
+    /// Run the reference broker (default listener 127.0.0.1:1883; anonymous access unless a
+    /// password file is given).
     Broker(broker::Args),
     /// Check a broker's conformance against the catalog of normative statements.
     Check(check::Args),
@@ -47,6 +49,8 @@ enum Command {
     Bench(bench::Args),
     /// Render or merge result files (terminal, JSON, JUnit XML, HTML, Markdown).
     Report(report::Args),
+    /// Add, change or delete a user in a password file (mosquitto_passwd's format and flags).
+    Passwd(passwd::Args),
 }
 
 /// Exit code when a check, scenario or expectation failed.
@@ -182,5 +186,6 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Report(args) => report::run(args),
+        Command::Passwd(args) => passwd::run(args),
     }
 }

@@ -12,7 +12,15 @@ use super::{fits, Broker, ConnectionId, Output, Timer};
 use crate::mutations::Mutation;
 
 impl Broker {
-    pub(super) fn handle_connect(&mut self, now: Instant, connection: ConnectionId, connect: Connect) {
+    /// A CONNECT: limits, then who it is ([`crate::security`]: the password, `checked` already
+    /// when the I/O layer checked it, or the enhanced authentication exchange), then the session.
+    pub(super) fn handle_connect(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        connect: Connect,
+        checked: Option<bool>,
+    ) {
         let version = connect.protocol;
         let v5 = version.is_v5();
         if let Some(state) = self.connections.get_mut(&connection) {
@@ -23,6 +31,40 @@ impl Broker {
             self.refuse(connection, version, client_maximum, code);
             return;
         }
+        if v5 && connect.properties.authentication_method.is_some() {
+            self.start_authentication(now, connection, connect);
+            return;
+        }
+        let certificate_name = self
+            .connections
+            .get(&connection)
+            .and_then(|state| state.auth.as_ref())
+            .and_then(|auth| auth.certificate_name.clone());
+        match self
+            .security
+            .authenticate(&connect, certificate_name.as_deref(), checked)
+        {
+            Ok(username) => self.accept_connect(now, connection, connect, username, None),
+            Err(code) => {
+                tracing::debug!(connection, %code, "authentication failed");
+                self.refuse(connection, version, client_maximum, code);
+            }
+        }
+    }
+
+    /// An authenticated CONNECT (`username` as authenticated; `server_final`: the last data of
+    /// an enhanced authentication, for the CONNACK): client ids, takeover, the session.
+    pub(super) fn accept_connect(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        connect: Connect,
+        username: Option<String>,
+        server_final: Option<bytes::Bytes>,
+    ) {
+        let version = connect.protocol;
+        let v5 = version.is_v5();
+        let client_maximum = connect.properties.maximum_packet_size.filter(|_| v5);
 
         // Client ids: 5.0 assigns one for an empty id with any Clean Start (MQTT-3.1.3-6/-7);
         // 3.1.1 accepts an empty id only with Clean Session 1 (MQTT-3.1.3-7, -8: else 0x02).
@@ -48,10 +90,16 @@ impl Broker {
 
         // The CONNACK is built and cut to the client's Maximum Packet Size before any session is
         // touched: one that cannot fit means the connection is closed as if never accepted.
+        let mut properties = self.connack_properties(&connect, &client_id, assigned_client_identifier);
+        if let Some(data) = server_final {
+            // 5.0 MQTT-4.12.0-5: the successful CONNACK names the method of the CONNECT.
+            properties.authentication_method = connect.properties.authentication_method.clone();
+            properties.authentication_data = Some(data);
+        }
         let mut connack = Packet::ConnAck(ConnAck {
             session_present: false,
             reason_code: ReasonCode::SUCCESS,
-            properties: self.connack_properties(&connect, &client_id, assigned_client_identifier),
+            properties,
         });
         if let Some(maximum) = client_maximum {
             if !fit_connack(&mut connack, version, maximum) {
@@ -138,6 +186,7 @@ impl Broker {
             })
         });
         session.outgoing.set_send_quota(client_receive_maximum);
+        session.username = username;
 
         // 5.0: the Server Keep Alive the CONNACK carries is the one in force (MQTT-3.1.2-21); 3.1.1
         // has no way to tell the client another, so its own is kept (3.1.1 MQTT-3.1.2-24).
@@ -156,6 +205,10 @@ impl Broker {
             } else {
                 None
             };
+            if let Some(method) = connect.properties.authentication_method.clone().filter(|_| v5) {
+                // Kept for re-authentication (5.0 §4.12.1).
+                state.auth.get_or_insert_with(Default::default).method = Some(method);
+            }
             if let Some(deadline) = state.keep_alive_deadline() {
                 self.timers.insert((deadline, Timer::KeepAlive(connection)));
             }
@@ -241,9 +294,11 @@ impl Broker {
                 });
             }
         }
-        if v5 && connect.properties.authentication_method.is_some() {
-            // No enhanced authentication method is supported (5.0 §4.12).
-            return Some(ReasonCode::BAD_AUTHENTICATION_METHOD);
+        if let Some(method) = connect.properties.authentication_method.as_deref().filter(|_| v5) {
+            // Only SCRAM-SHA-256 is offered, and only with a password file (5.0 MQTT-4.12.0-1).
+            if method != mqtt_client::scram::METHOD || !self.security.offers_scram() {
+                return Some(ReasonCode::BAD_AUTHENTICATION_METHOD);
+            }
         }
         if let Some(will) = &connect.will {
             if will.qos > self.config.maximum_qos {
@@ -270,7 +325,7 @@ impl Broker {
     /// 3.1.1 MQTT-3.2.2-5). Nothing the client sends afterwards is processed (MQTT-3.1.4-6).
     /// Even this CONNACK is not sent past the client's Maximum Packet Size (`maximum`): the
     /// connection is then just closed, and counted.
-    fn refuse(
+    pub(super) fn refuse(
         &mut self,
         connection: ConnectionId,
         version: ProtocolVersion,

@@ -6,6 +6,7 @@
 //! Determinism: every collection is ordered (BTreeMap, VecDeque), so the same inputs at the same
 //! instants give the same outputs, which the simulator relies on.
 
+mod auth;
 mod connect;
 mod publish;
 pub mod session;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use mqtt_protocol::topic::SubscriptionTree;
 use mqtt_protocol::{
-    encoded_len, ByteStr, DecodeError, DecodeErrorKind, Disconnect, Packet, Properties, ProtocolVersion, QoS,
+    encoded_len, ByteStr, Connect, DecodeError, DecodeErrorKind, Disconnect, Packet, Properties, ProtocolVersion, QoS,
     ReasonCode, Spec,
 };
 use tokio::time::Instant;
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 #[cfg(feature = "mutations")]
 use crate::mutations::Mutation;
+use crate::security::{Action, Security};
 use session::{Connection, ConnectionState, Message, Session, StoredSubscription};
 
 /// Identifies one network connection; the I/O layer picks the values (never reused).
@@ -99,6 +101,10 @@ pub struct Broker {
     /// Connections accepted in the current second, for the connection rate limit.
     rate_window: (Option<Instant>, u32),
     statistics: Statistics,
+    /// Who may connect and what they may do ([`crate::security`]).
+    security: std::sync::Arc<Security>,
+    /// Numbers the SCRAM nonces.
+    scram_nonce_next: u64,
 }
 
 impl Broker {
@@ -120,7 +126,25 @@ impl Broker {
             assigned_id_next: 1,
             rate_window: (None, 0),
             statistics: Statistics::default(),
+            security: std::sync::Arc::new(Security::default()),
+            scram_nonce_next: 0,
         }
+    }
+
+    /// The broker with `security` as its policy (default: everybody may do everything).
+    pub fn with_security(mut self, security: std::sync::Arc<Security>) -> Broker {
+        self.security = security;
+        self
+    }
+
+    /// Replaces the policy while the broker runs (a reload): connections stay; their next CONNECT,
+    /// SUBSCRIBE, PUBLISH, delivery or will follows the new one.
+    pub fn set_security(&mut self, security: std::sync::Arc<Security>) {
+        self.security = security;
+    }
+
+    pub fn security(&self) -> &std::sync::Arc<Security> {
+        &self.security
     }
 
     pub fn config(&self) -> &Config {
@@ -207,7 +231,24 @@ impl Broker {
 
     /// A network connection was accepted; its CONNECT must come within the connect timeout.
     pub fn handle_connection_opened(&mut self, now: Instant, connection: ConnectionId) {
-        let state = Connection::new(now, self.config.connect_timeout);
+        self.handle_connection_opened_as(now, connection, None);
+    }
+
+    /// A network connection was accepted whose TLS client certificate names `certificate_name`
+    /// (the user name when `Security::use_identity_as_username` is on).
+    pub fn handle_connection_opened_as(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        certificate_name: Option<String>,
+    ) {
+        let mut state = Connection::new(now, self.config.connect_timeout);
+        if certificate_name.is_some() {
+            state.auth = Some(Box::new(session::ConnectionAuth {
+                certificate_name,
+                ..Default::default()
+            }));
+        }
         if let ConnectionState::AwaitingConnect { deadline } = state.state {
             self.timers.insert((deadline, Timer::Connect(connection)));
         }
@@ -220,14 +261,38 @@ impl Broker {
             return;
         };
         state.last_received = now;
-        match state.state.clone() {
+        match &state.state {
             ConnectionState::Closing => {}
             ConnectionState::AwaitingConnect { .. } => match packet {
-                Packet::Connect(connect) => self.handle_connect(now, connection, *connect),
+                Packet::Connect(connect) => self.handle_connect(now, connection, *connect, None),
                 // The decoder accepts only CONNECT first; anything else means a bug upstream.
                 _ => self.close(connection),
             },
-            ConnectionState::Connected { client_id } => self.handle_connected(now, connection, &client_id, packet),
+            ConnectionState::Authenticating { .. } => self.continue_authentication(now, connection, packet),
+            ConnectionState::Connected { client_id } => {
+                let client_id = client_id.clone();
+                self.handle_connected(now, connection, &client_id, packet)
+            }
+        }
+    }
+
+    /// A CONNECT whose password the I/O layer already checked against
+    /// [`Security::password_to_check`] (off the broker's task: hashing is slow on purpose);
+    /// `password_ok` is the verdict. Anything else about the CONNECT is handled as
+    /// [`Broker::handle_packet`] would.
+    pub fn handle_checked_connect(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        connect: Connect,
+        password_ok: bool,
+    ) {
+        let Some(state) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        state.last_received = now;
+        if matches!(state.state, ConnectionState::AwaitingConnect { .. }) {
+            self.handle_connect(now, connection, connect, Some(password_ok));
         }
     }
 
@@ -242,6 +307,7 @@ impl Broker {
         };
         match state.state.clone() {
             ConnectionState::Closing => {}
+            ConnectionState::Authenticating { .. } => self.close(connection),
             ConnectionState::AwaitingConnect { .. } => {
                 if let DecodeErrorKind::UnsupportedProtocolLevel { .. } = error.kind {
                     let version = match error.rule.spec {
@@ -287,7 +353,7 @@ impl Broker {
             match timer {
                 Timer::Connect(connection) => {
                     if let Some(Connection {
-                        state: ConnectionState::AwaitingConnect { .. },
+                        state: ConnectionState::AwaitingConnect { .. } | ConnectionState::Authenticating { .. },
                         ..
                     }) = self.connections.get(&connection)
                     {
@@ -400,10 +466,7 @@ impl Broker {
                 // A second CONNECT is a Protocol Error (5.0 MQTT-3.1.0-2, 3.1.1 MQTT-3.1.0-2).
                 self.disconnect_with(now, connection, client_id, Some(ReasonCode::PROTOCOL_ERROR));
             }
-            Packet::Auth(_) => {
-                // No enhanced authentication is in progress (5.0 §4.12): a Protocol Error.
-                self.disconnect_with(now, connection, client_id, Some(ReasonCode::PROTOCOL_ERROR));
-            }
+            Packet::Auth(auth) => self.handle_reauthentication(now, connection, client_id, auth),
             // Packets only a server sends cannot get here: the decoder refuses them.
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 self.disconnect_with(now, connection, client_id, Some(ReasonCode::PROTOCOL_ERROR));
@@ -574,6 +637,16 @@ impl Broker {
         let Some(will) = session.will.take().map(|will| *will) else {
             return;
         };
+        let username = session.username.as_deref();
+        if !self.security.allows(username, client_id, Action::Publish, &will.topic) {
+            // The will topic is checked when the will is published, under the rules then.
+            tracing::debug!(
+                client_id,
+                topic = will.topic,
+                "the ACL denies the will's topic: dropped"
+            );
+            return;
+        }
         let mut properties = will.properties;
         let expiry_interval_s = properties.message_expiry_interval_s.take();
         properties.will_delay_interval_s = None;

@@ -12,6 +12,7 @@ use super::session::{Delivery, Message};
 use super::{fits, Broker, ConnectionId};
 #[cfg(feature = "mutations")]
 use crate::mutations::Mutation;
+use crate::security::Action;
 
 /// A member of a shared group matching a message: client id, granted QoS, subscription identifier.
 type SharedMember = (String, QoS, Option<u32>);
@@ -78,6 +79,25 @@ impl Broker {
             return;
         }
 
+        // The ACL (crate::security): 5.0 refuses a QoS 1/2 PUBLISH with 0x87; 3.1.1, which has no
+        // negative acknowledgement, acknowledges it as usual and drops it; QoS 0 is dropped.
+        let denied = self.security.acl.is_some() && {
+            let username = self
+                .sessions
+                .get(client_id)
+                .and_then(|session| session.username.as_deref());
+            !self
+                .security
+                .allows(username, client_id, Action::Publish, &publish.topic)
+        };
+        if denied {
+            tracing::debug!(client_id, topic = %publish.topic, "the ACL denies the publish");
+            if v5 && publish.qos != QoS::AtMostOnce {
+                self.acknowledge(now, connection, client_id, &publish, ReasonCode::NOT_AUTHORIZED);
+                return;
+            }
+        }
+
         let incoming = match self.session_mut(client_id).incoming.handle_publish(&publish) {
             Ok(incoming) => incoming,
             Err(error) => {
@@ -93,8 +113,8 @@ impl Broker {
             deliver: incoming.deliver || self.mutated(Mutation::Qos2DeliveredTwice),
             ..incoming
         };
-        if !incoming.deliver {
-            // A QoS 2 resend: acknowledge again, deliver once.
+        if !incoming.deliver || denied {
+            // A QoS 2 resend: acknowledge again, deliver once. (Or denied: acknowledged, dropped.)
             if let Some(reply) = incoming.reply {
                 self.send(now, connection, reply);
             }
@@ -297,6 +317,18 @@ impl Broker {
         let Some(session) = self.sessions.get_mut(client_id) else {
             return;
         };
+        if self.security.filters_delivery()
+            && !self.security.allows(
+                session.username.as_deref(),
+                client_id,
+                Action::Receive,
+                &delivery.message.topic,
+            )
+        {
+            // The ACL's read rules hold at delivery: wildcard subscriptions and retained messages
+            // carry only what the client may read.
+            return;
+        }
         let connected = session.connection.is_some();
         if !connected && delivery.qos == QoS::AtMostOnce {
             self.statistics.messages_dropped += 1;

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use mqtt_client::scram::ServerExchange;
 use mqtt_protocol::flow::{IncomingFlows, OutgoingFlows};
-use mqtt_protocol::{ByteStr, Properties, ProtocolVersion, Publish, QoS, SubscriptionOptions};
+use mqtt_protocol::{ByteStr, Connect, Properties, ProtocolVersion, Publish, QoS, SubscriptionOptions};
 use tokio::time::Instant;
 
 use super::ConnectionId;
@@ -100,6 +101,9 @@ pub struct Session {
     pub will: Option<Box<PendingWill>>,
     /// When a will waiting for its delay is due.
     pub will_due_at: Option<Instant>,
+    /// The user name of the current (or last) connection, as authenticated: what the ACL is
+    /// checked against, for deliveries made while it is offline too.
+    pub username: Option<String>,
 }
 
 impl Session {
@@ -117,6 +121,7 @@ impl Session {
             expires_at: None,
             will: None,
             will_due_at: None,
+            username: None,
         }
     }
 }
@@ -126,6 +131,13 @@ impl Session {
 pub enum ConnectionState {
     /// Accepted; its CONNECT must arrive by `deadline`.
     AwaitingConnect { deadline: Instant },
+    /// A 5.0 CONNECT with an Authentication Method waits for the exchange (5.0 §4.12) to end,
+    /// within the same deadline.
+    Authenticating {
+        deadline: Instant,
+        connect: Box<Connect>,
+        exchange: Box<ServerExchange>,
+    },
     /// CONNECT accepted for this client id.
     Connected { client_id: String },
     /// The core asked to close it and ignores it from now on.
@@ -153,6 +165,20 @@ pub struct Connection {
     pub connect_session_expiry_s: u32,
     /// Topic aliases we use towards a 5.0 client that allows them (boxed: most do not).
     pub aliases_out: Option<Box<OutgoingAliases>>,
+    /// The TLS certificate's name and the enhanced authentication in force (boxed: most
+    /// connections have neither).
+    pub auth: Option<Box<ConnectionAuth>>,
+}
+
+/// What a connection proved about itself beyond its CONNECT.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionAuth {
+    /// The Common Name of the client's TLS certificate.
+    pub certificate_name: Option<String>,
+    /// The Authentication Method of the CONNECT (5.0 §4.12), kept for re-authentication.
+    pub method: Option<String>,
+    /// A re-authentication in progress (5.0 §4.12.1).
+    pub exchange: Option<Box<ServerExchange>>,
 }
 
 /// The topic aliases the broker sends one connection (5.0 §3.3.2.3.4): the first PUBLISH of a
@@ -217,6 +243,7 @@ impl Connection {
             request_problem_information: true,
             connect_session_expiry_s: 0,
             aliases_out: None,
+            auth: None,
         }
     }
 

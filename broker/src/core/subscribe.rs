@@ -36,6 +36,15 @@ impl Broker {
                 Some(ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
             } else if filter.split('/').count() > self.config.topic_levels_max {
                 Some(ReasonCode::TOPIC_FILTER_INVALID)
+            } else if !self.security.allows_subscribe(
+                self.sessions
+                    .get(client_id)
+                    .and_then(|session| session.username.as_deref()),
+                client_id,
+                shared.as_ref().map_or(filter.as_str(), |shared| shared.filter),
+            ) {
+                // 5.0 0x87; 3.1.1 0x80 below.
+                Some(ReasonCode::NOT_AUTHORIZED)
             } else {
                 let session = self.session_mut(client_id);
                 let is_new = !session.subscriptions.contains_key(&filter);

@@ -21,10 +21,14 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use bytes::Bytes;
+use std::sync::Arc;
+
+use mqtt_broker::security::{Acl, PasswordFile, PasswordHash, Security};
 use mqtt_broker::server::ServerOptions;
-use mqtt_broker::Config;
+use mqtt_broker::{Broker, Config};
 use mqtt_client::probe::trace::{describe_decode_error, summary};
 use mqtt_client::probe::{CloseReport, Incoming, Pattern, Probe, ProbeError, ProbeOptions};
+use mqtt_client::scram::{self, ClientExchange, Credentials};
 use mqtt_protocol::raw::RawPacket;
 use mqtt_protocol::*;
 
@@ -282,6 +286,12 @@ enum Provocation {
     SubscriptionOptionsReserved,
     NoLocalOnShared,
     UnsubscribeUnknownFilter,
+    BadPassword,
+    AnonymousRefused,
+    ScramWrongProof,
+    ReauthenticationWrongProof,
+    PublishNotAuthorized,
+    SubscribeNotAuthorized,
 }
 
 /// Every provocation: the table's id, the versions it is provoked in, and how.
@@ -333,7 +343,86 @@ const PROVOCATIONS: &[(&str, &[ProtocolVersion], Provocation)] = &[
         ONLY_5,
         Provocation::UnsubscribeUnknownFilter,
     ),
+    ("bad-password", BOTH, Provocation::BadPassword),
+    ("anonymous-refused", BOTH, Provocation::AnonymousRefused),
+    ("scram-wrong-proof", ONLY_5, Provocation::ScramWrongProof),
+    (
+        "reauthentication-wrong-proof",
+        ONLY_5,
+        Provocation::ReauthenticationWrongProof,
+    ),
+    ("publish-not-authorized", BOTH, Provocation::PublishNotAuthorized),
+    ("subscribe-not-authorized", BOTH, Provocation::SubscribeNotAuthorized),
 ];
+
+/// The user of the rows about authentication and the ACL: `alice` / `secret`, with SCRAM keys
+/// (cheap ones: 64 iterations), who may use `allowed/#` only; anonymous access off.
+const USER: &str = "alice";
+const PASSWORD: &str = "secret";
+
+fn secured() -> Security {
+    let mut passwords = PasswordFile::default();
+    passwords.set(
+        USER,
+        PasswordHash::Scram(Credentials::derive(PASSWORD.as_bytes(), b"errors-salt", 64)),
+    );
+    let mut security = Security::default();
+    security.allow_anonymous = false;
+    security.passwords = Some(passwords);
+    security.acl = Some(Acl::parse("user alice\ntopic readwrite allowed/#\n").expect("a valid ACL"));
+    security
+}
+
+/// A CONNECT as `alice` with her password.
+fn connect_as_user(version: ProtocolVersion, client_id: &str) -> Connect {
+    Connect {
+        user_name: Some(USER.into()),
+        password: Some(Bytes::from_static(PASSWORD.as_bytes())),
+        ..connect_packet(version, client_id)
+    }
+}
+
+/// Runs a SCRAM-SHA-256 exchange up to the client-final message, signed with `password`; the
+/// CONNECT (`reauthenticate` false) or AUTH 0x19 starts it.
+async fn scram_exchange(
+    probe: &mut Probe,
+    version: ProtocolVersion,
+    client_id: &str,
+    password: &str,
+    reauthenticate: bool,
+) -> Result<(), ProbeError> {
+    let mut client = ClientExchange::new(USER, password.as_bytes(), "errors-nonce");
+    let mut properties = Properties::default();
+    properties.authentication_method = Some(scram::METHOD.into());
+    properties.authentication_data = Some(Bytes::from(client.client_first()));
+    if reauthenticate {
+        let auth = Auth {
+            reason_code: ReasonCode::RE_AUTHENTICATE,
+            properties,
+        };
+        probe.send(&Packet::Auth(auth)).await?;
+    } else {
+        let connect = Connect {
+            properties,
+            ..connect_packet(version, client_id)
+        };
+        probe.send(&Packet::Connect(Box::new(connect))).await?;
+    }
+    let continue_pattern = Pattern::packet_type(PacketType::Auth).reason_code(ReasonCode::CONTINUE_AUTHENTICATION);
+    let Packet::Auth(server_first) = probe.expect(&continue_pattern, STEP_WITHIN).await? else {
+        unreachable!("the pattern matches AUTH only")
+    };
+    let server_first = server_first.properties.authentication_data.clone().unwrap_or_default();
+    let client_final = client.client_final(&server_first).unwrap_or_default();
+    let mut properties = Properties::default();
+    properties.authentication_method = Some(scram::METHOD.into());
+    properties.authentication_data = Some(Bytes::from(client_final));
+    let auth = Auth {
+        reason_code: ReasonCode::CONTINUE_AUTHENTICATION,
+        properties,
+    };
+    probe.send(&Packet::Auth(auth)).await
+}
 
 fn provocation_for(id: &str, version: ProtocolVersion) -> Option<Provocation> {
     PROVOCATIONS
@@ -374,6 +463,20 @@ impl Provocation {
                 ..Config::default()
             },
             _ => Config::default(),
+        }
+    }
+
+    /// The security policy for this row: [`secured`] for the rows about authentication and the
+    /// ACL, else open.
+    fn security(self) -> Security {
+        match self {
+            Provocation::BadPassword
+            | Provocation::AnonymousRefused
+            | Provocation::ScramWrongProof
+            | Provocation::ReauthenticationWrongProof
+            | Provocation::PublishNotAuthorized
+            | Provocation::SubscribeNotAuthorized => secured(),
+            _ => Security::default(),
         }
     }
 
@@ -593,6 +696,59 @@ impl Provocation {
                     ..provoked
                 });
             }
+            Provocation::BadPassword => {
+                let connect = Connect {
+                    password: Some(Bytes::from_static(b"not-her-password")),
+                    ..connect_as_user(version, client_id)
+                };
+                probe.send(&Packet::Connect(Box::new(connect))).await?;
+            }
+            Provocation::AnonymousRefused => {
+                probe
+                    .send(&Packet::Connect(Box::new(connect_packet(version, client_id))))
+                    .await?;
+            }
+            Provocation::ScramWrongProof => {
+                scram_exchange(probe, version, client_id, "not-her-password", false).await?;
+            }
+            Provocation::ReauthenticationWrongProof => {
+                scram_exchange(probe, version, client_id, PASSWORD, false).await?;
+                probe
+                    .expect(&Pattern::connack().reason_code(ReasonCode::SUCCESS), STEP_WITHIN)
+                    .await?;
+                scram_exchange(probe, version, client_id, "not-her-password", true).await?;
+            }
+            Provocation::PublishNotAuthorized => {
+                connect(probe, connect_as_user(version, client_id)).await?;
+                let publish = Publish {
+                    topic: "denied/t".into(),
+                    qos: QoS::AtLeastOnce,
+                    packet_id: Some(1),
+                    payload: Bytes::from_static(b"errors"),
+                    ..Publish::default()
+                };
+                probe.send(&Packet::Publish(publish)).await?;
+                return Ok(Provoked {
+                    answer_packet_id: Some(1),
+                    ..provoked
+                });
+            }
+            Provocation::SubscribeNotAuthorized => {
+                connect(probe, connect_as_user(version, client_id)).await?;
+                let subscribe = Subscribe {
+                    packet_id: 1,
+                    properties: Properties::default(),
+                    subscriptions: vec![Subscription {
+                        filter: "denied/#".into(),
+                        options: SubscriptionOptions::default(),
+                    }],
+                };
+                probe.send(&Packet::Subscribe(subscribe)).await?;
+                return Ok(Provoked {
+                    answer_packet_id: Some(1),
+                    ..provoked
+                });
+            }
         }
         Ok(provoked)
     }
@@ -792,7 +948,8 @@ async fn check(probe: &mut Probe, row: &Row, provoked: &Provoked) -> Result<(), 
 /// Provokes `row` against a fresh broker and checks its action. The error holds the mismatch and
 /// the probe's trace.
 async fn walk(row: &Row, provocation: Provocation) -> Result<(), String> {
-    let running = Running::try_start(provocation.config(), ServerOptions::default()).await?;
+    let broker = Broker::new(provocation.config()).with_security(Arc::new(provocation.security()));
+    let running = Running::try_start_with(broker, ServerOptions::default(), None).await?;
     let options = ProbeOptions::client().with_version(row.version);
     let mut probe = match Probe::connect_tcp(running.address, options).await {
         Ok(probe) => probe,

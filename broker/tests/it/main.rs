@@ -9,5 +9,6 @@ mod mutations;
 mod packet_size;
 mod real_clients;
 mod running;
+mod security;
 mod server;
 mod transports;

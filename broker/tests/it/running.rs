@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mqtt_broker::security::Security;
 use mqtt_broker::server::{Server, ServerOptions, Statistics};
 use mqtt_broker::{Broker, Config};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
@@ -25,10 +26,22 @@ pub struct Running {
 impl Running {
     /// Binds 127.0.0.1:0 and runs the server; `Err` says what failed.
     pub async fn try_start(config: Config, options: ServerOptions) -> Result<Running, String> {
+        Running::try_start_with(Broker::new(config), options, None).await
+    }
+
+    /// Runs `broker` (a security policy set, say), taking new policies from `updates` if given.
+    pub async fn try_start_with(
+        broker: Broker,
+        options: ServerOptions,
+        updates: Option<watch::Receiver<Arc<Security>>>,
+    ) -> Result<Running, String> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|error| format!("cannot bind 127.0.0.1:0: {error}"))?;
-        let server = Server::new(vec![listener], Broker::new(config)).with_options(options);
+        let mut server = Server::new(vec![listener], broker).with_options(options);
+        if let Some(updates) = updates {
+            server = server.with_security_updates(updates);
+        }
         let addresses = server
             .local_addrs()
             .map_err(|error| format!("the listener has no address: {error}"))?;
