@@ -32,8 +32,14 @@ use mqtt_client::transport::tls::ServerTlsOptions;
 pub struct Args {
     /// Where to listen: host:port (plain TCP) or a URL: mqtt://, mqtts:// (TLS), ws:// or wss://
     /// (WebSocket; the path defaults to /mqtt). Repeat for several listeners.
-    #[arg(long = "listen", value_name = "ADDR|URL", default_value = "127.0.0.1:1883")]
+    /// [default: 127.0.0.1:1883]
+    #[arg(long = "listen", value_name = "ADDR|URL")]
     pub listen: Vec<ListenSpec>,
+    /// A YAML file with any of these settings: listen, tls {cert, key, cafile, tls_version},
+    /// security {password_file, acl_file, allow_anonymous, use_identity_as_username},
+    /// sys_interval, limits {the flags below, with _ for -}; flags given here win over it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// PEM certificate chain (leaf first) for the mqtts:// and wss:// listeners.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
@@ -43,13 +49,13 @@ pub struct Args {
     /// PEM CA certificates: TLS clients must present a certificate signed by one of them.
     #[arg(long, value_name = "FILE")]
     pub cafile: Option<PathBuf>,
-    /// The lowest TLS version accepted.
-    #[arg(long = "tls-version", value_name = "VERSION", default_value = "tlsv1.2", value_parser = ["tlsv1.2", "tlsv1.3"])]
-    pub tls_version: String,
+    /// The lowest TLS version accepted [default: tlsv1.2]
+    #[arg(long = "tls-version", value_name = "VERSION", value_parser = ["tlsv1.2", "tlsv1.3"])]
+    pub tls_version: Option<String>,
     /// Seconds between publications of the $SYS/broker/... topics (retained: version, uptime,
-    /// clients connected, messages and bytes in and out); 0: none.
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub sys_interval: u64,
+    /// clients connected, messages and bytes in and out); 0: none [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub sys_interval: Option<u64>,
     #[command(flatten)]
     pub security: SecurityArgs,
     #[command(flatten)]
@@ -89,8 +95,10 @@ impl SecurityArgs {
     }
 }
 
-/// The broker's limits and capabilities (all of `Config`); each left out keeps its default.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// The broker's limits and capabilities (all of `Config`); each left out keeps its default. The
+/// config file's `limits` section has the same fields.
+#[derive(Debug, Clone, Default, clap::Args, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
 #[command(next_help_heading = "Limits and capabilities")]
 pub struct LimitArgs {
     /// Connections open at once; one more is refused (5.0 CONNACK 0x89, 3.1.1 0x03) [default: 100000]
@@ -156,7 +164,51 @@ pub struct LimitArgs {
     pub max_outgoing_packets: Option<u64>,
 }
 
+/// For checking a config file's limits with the very rules of the flags.
+#[derive(clap::Parser)]
+struct LimitsOnly {
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
 impl LimitArgs {
+    /// Takes from `file` what the command line left out, and checks the result as the flags are
+    /// checked (ranges, conflicts): a bad value in the file is named by its flag.
+    pub fn fill_from(&mut self, file: LimitArgs) -> Result<(), String> {
+        let given = serde_json::to_value(&*self).map_err(|error| error.to_string())?;
+        let file = serde_json::to_value(file).map_err(|error| error.to_string())?;
+        let (Some(given), Some(file)) = (given.as_object(), file.as_object()) else {
+            return Err("limits are not a map".into());
+        };
+        let mut argv = vec!["limits".to_string()];
+        for (key, file_value) in file {
+            let value = match given.get(key) {
+                Some(serde_json::Value::Null | serde_json::Value::Bool(false)) | None => file_value,
+                Some(given_value) => given_value,
+            };
+            let flag = format!("--{}", key.replace('_', "-"));
+            match value {
+                serde_json::Value::Null | serde_json::Value::Bool(false) => {}
+                serde_json::Value::Bool(true) => argv.push(flag),
+                other => {
+                    argv.push(flag);
+                    argv.push(other.to_string());
+                }
+            }
+        }
+        let parsed = <LimitsOnly as clap::Parser>::try_parse_from(&argv).map_err(|error| {
+            let message = error.to_string();
+            message
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ")
+                .to_string()
+        })?;
+        *self = parsed.limits;
+        Ok(())
+    }
+
     /// `Config::default()` with what was given on the command line.
     pub fn config(&self) -> Config {
         let mut config = Config::default();
@@ -216,7 +268,7 @@ impl Args {
                 cert: cert.clone(),
                 key: key.clone(),
                 client_cafile: self.cafile.clone(),
-                tls13_only: self.tls_version == "tlsv1.3",
+                tls13_only: self.tls_version.as_deref() == Some("tlsv1.3"),
             })),
             (None, None) if self.cafile.is_some() => {
                 Err("--cafile is for TLS listeners: give --cert and --key too".into())
@@ -254,8 +306,21 @@ pub fn run(args: Args) -> ExitCode {
     })
 }
 
-async fn serve(args: Args) -> ExitCode {
+async fn serve(mut args: Args) -> ExitCode {
     let shutdown = shutdown_signal();
+    if let Some(path) = args.config.clone() {
+        if let Err(error) = super::broker_config::apply(&path, &mut args) {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_CANNOT_START);
+        }
+    }
+    if args.listen.is_empty() {
+        args.listen.push("127.0.0.1:1883".parse().expect("a valid default"));
+    }
+    if args.security.use_identity_as_username && args.cafile.is_none() {
+        eprintln!("use_identity_as_username needs client certificates: give --cafile (or tls.cafile)");
+        return ExitCode::from(EXIT_CANNOT_START);
+    }
     let mut options = ListenerOptions::new();
     options.tls = match args.tls() {
         Ok(tls) => tls,
@@ -274,9 +339,6 @@ async fn serve(args: Args) -> ExitCode {
             }
         }
     }
-    for listener in &listeners {
-        eprintln!("mqtt-harness broker listening on {}", listener.describe());
-    }
     let files = args.security.files();
     let security = match files.load() {
         Ok(security) => Arc::new(security),
@@ -285,13 +347,20 @@ async fn serve(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_CANNOT_START);
         }
     };
-    describe_security(&security);
+    // SIGHUP is listened for before the broker says it listens: a reload asked for at once is
+    // never the default action (which ends the process).
     let (updates, updates_receiver) = tokio::sync::watch::channel(security.clone());
-    let reloading = tokio::spawn(reload_on_hangup(files, updates));
+    let reloading = tokio::spawn(reload_on_hangup(hangups(), files, updates));
+    for listener in &listeners {
+        eprintln!("mqtt-harness broker listening on {}", listener.describe());
+    }
+    describe_security(&security);
     let broker = Broker::new(args.limits.config()).with_security(security);
     let server = Server::new(listeners, broker)
         .with_options(ServerOptions {
-            sys_interval: (args.sys_interval > 0).then(|| Duration::from_secs(args.sys_interval)),
+            sys_interval: Some(args.sys_interval.unwrap_or(10))
+                .filter(|seconds| *seconds > 0)
+                .map(Duration::from_secs),
             ..ServerOptions::default()
         })
         .with_security_updates(updates_receiver);
@@ -327,9 +396,12 @@ fn describe_security(security: &Security) {
 /// Reloads the password and ACL files on each SIGHUP and hands the new policy to the broker; a
 /// file that fails to load is reported and the policy in force kept.
 #[cfg(unix)]
-async fn reload_on_hangup(files: SecurityFiles, updates: tokio::sync::watch::Sender<Arc<Security>>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangups = match signal(SignalKind::hangup()) {
+async fn reload_on_hangup(
+    hangups: io::Result<tokio::signal::unix::Signal>,
+    files: SecurityFiles,
+    updates: tokio::sync::watch::Sender<Arc<Security>>,
+) {
+    let mut hangups = match hangups {
         Ok(hangups) => hangups,
         Err(error) => {
             tracing::error!(%error, "cannot listen for SIGHUP: no reloads");
@@ -350,8 +422,16 @@ async fn reload_on_hangup(files: SecurityFiles, updates: tokio::sync::watch::Sen
     }
 }
 
+#[cfg(unix)]
+fn hangups() -> io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
 #[cfg(not(unix))]
-async fn reload_on_hangup(_files: SecurityFiles, _updates: tokio::sync::watch::Sender<Arc<Security>>) {}
+fn hangups() {}
+
+#[cfg(not(unix))]
+async fn reload_on_hangup(_hangups: (), _files: SecurityFiles, _updates: tokio::sync::watch::Sender<Arc<Security>>) {}
 
 /// Starts listening for Ctrl-C and SIGTERM (how service managers and containers stop a process)
 /// at once, so that a signal sent as soon as the broker says it listens is not lost, and resolves

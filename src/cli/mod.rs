@@ -18,6 +18,7 @@ use mqtt_protocol::ProtocolVersion;
 
 mod bench;
 mod broker;
+mod broker_config;
 mod check;
 mod output;
 mod passwd;

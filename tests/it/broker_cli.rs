@@ -309,3 +309,213 @@ fn limits_are_command_line_flags_and_reach_the_connack() {
         .expect("the binary runs");
     assert_eq!(refused.status.code(), Some(2));
 }
+
+/// A scratch folder for one test's files, readable by mosquitto (which drops root's privileges);
+/// removed on drop.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let path = std::env::temp_dir().join(format!("mqtt-harness-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create the scratch folder");
+        make_world_readable(&path, 0o755);
+        Scratch(path)
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write a scratch file");
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn make_world_readable(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// `mqtt-harness passwd ARGS`, which must succeed.
+fn passwd(args: &[&str]) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mqtt-harness"))
+        .arg("passwd")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "passwd {args:?}: {output:?}");
+}
+
+/// CONNECT (5.0) with credentials on a fresh connection; the stream (open or closed) and the answer.
+fn connect_as(
+    address: SocketAddr,
+    broker: &mut BrokerProcess,
+    client_id: &str,
+    user: Option<(&str, &str)>,
+) -> (TcpStream, Packet) {
+    let mut stream = connect_when_listening(address, broker);
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let connect = Packet::Connect(Box::new(Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        client_id: client_id.into(),
+        user_name: user.map(|(name, _)| name.into()),
+        password: user.map(|(_, password)| bytes::Bytes::copy_from_slice(password.as_bytes())),
+        ..Connect::default()
+    }));
+    let mut bytes = Vec::new();
+    encode(&connect, ProtocolVersion::V5, &mut bytes).expect("a valid CONNECT");
+    stream.write_all(&bytes).expect("write CONNECT");
+    let answer = read_packet(&mut stream, ProtocolVersion::V5);
+    (stream, answer)
+}
+
+fn connack_code(packet: &Packet) -> ReasonCode {
+    match packet {
+        Packet::ConnAck(connack) => connack.reason_code,
+        other => panic!("expected CONNACK, received {other:?}"),
+    }
+}
+
+#[test]
+fn a_config_file_sets_listeners_limits_and_security_and_flags_win_over_it() {
+    let scratch = Scratch::new("config");
+    passwd(&["-c", "-b", &scratch.file("passwords", ""), "alice", "secret"]);
+    let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("an address");
+    let config = scratch.file(
+        "broker.yaml",
+        &format!(
+            "listen: [\"{address}\"]\nsecurity:\n  password_file: passwords\nlimits:\n  max_keep_alive: 30\n  receive_maximum: 9\n"
+        ),
+    );
+    let mut broker = BrokerProcess::start_with(&["--config", &config, "--receive-maximum", "7"]);
+    let (_stream, answer) = connect_as(address, &mut broker, "config-alice", Some(("alice", "secret")));
+    let Packet::ConnAck(connack) = answer else {
+        panic!("expected CONNACK")
+    };
+    assert_eq!(connack.reason_code, ReasonCode::SUCCESS);
+    assert_eq!(connack.properties.server_keep_alive_s, Some(30), "from the file");
+    assert_eq!(connack.properties.receive_maximum, Some(7), "the flag wins");
+    // The file's password file turned anonymous access off.
+    let (_stream, answer) = connect_as(address, &mut broker, "config-anonymous", None);
+    assert_eq!(connack_code(&answer), ReasonCode::NOT_AUTHORIZED);
+}
+
+#[test]
+fn bad_config_and_password_files_exit_1_naming_file_line_and_column() {
+    let scratch = Scratch::new("bad-config");
+    let unknown_key = scratch.file("unknown.yaml", "limits:\n  max_connections: 10\n  max_conections: 5\n");
+    let bad_limit = scratch.file("limit.yaml", "limits:\n  max_connections: 0\n");
+    let passwords = scratch.file("passwords", "alice:$7$101$AAAA$AAAA\n# fine\nbob\n");
+    let bad_password_file = scratch.file("pw.yaml", "security: {password_file: passwords}\n");
+    for (args, expected) in [
+        (vec!["--config", &unknown_key], format!("{unknown_key}:3:3: ")),
+        (
+            vec!["--config", &bad_limit],
+            format!("{bad_limit}: limits: invalid value '0' for '--max-connections <N>'"),
+        ),
+        (
+            vec!["--password-file", &passwords],
+            format!("{passwords}:1: a $7$ hash is 64 bytes"),
+        ),
+        (vec!["--config", &bad_password_file], format!("{passwords}:1: ")),
+        (
+            vec!["--config", "/nonexistent/broker.yaml"],
+            "/nonexistent/broker.yaml: cannot read it".to_string(),
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_mqtt-harness"))
+            .arg("broker")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.lines().any(|line| line.starts_with(&expected)),
+            "{args:?}: want {expected:?}, got {stderr}"
+        );
+    }
+}
+
+/// `mqtt-harness passwd` writes a file mosquitto reads as its own, and SIGHUP makes the broker
+/// take a user added since, while a client connected before stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwd_files_are_mosquittos_format_and_sighup_reloads_them_without_dropping_clients() {
+    let scratch = Scratch::new("passwd");
+    let passwords = scratch.file("passwords", "");
+    passwd(&["-c", "-b", &passwords, "alice", "secret"]);
+    make_world_readable(std::path::Path::new(&passwords), 0o644);
+
+    // mosquitto takes our file.
+    let mosquitto =
+        mqtt_scenarios::live::mosquitto::Mosquitto::start(mqtt_scenarios::live::mosquitto::MosquittoConfig {
+            extra_lines: vec![format!("password_file {passwords}")],
+            ..Default::default()
+        })
+        .await
+        .expect("mosquitto starts");
+    let port = mosquitto.port().to_string();
+    for (password, admitted) in [("secret", true), ("wrong", false)] {
+        let output = tokio::process::Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-u",
+                "alice",
+                "-P",
+                password,
+                "-t",
+                "t",
+                "-m",
+                "x",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("mosquitto_pub runs");
+        assert_eq!(
+            output.status.success(),
+            admitted,
+            "mosquitto with password {password}: {output:?}"
+        );
+    }
+    drop(mosquitto);
+
+    tokio::task::spawn_blocking(move || {
+        let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("an address");
+        let mut broker = BrokerProcess::start_with(&["--listen", &address.to_string(), "--password-file", &passwords]);
+        let (mut alice, answer) = connect_as(address, &mut broker, "reload-alice", Some(("alice", "secret")));
+        assert_eq!(connack_code(&answer), ReasonCode::SUCCESS);
+        let (_stream, answer) = connect_as(address, &mut broker, "reload-bob", Some(("bob", "hunter2")));
+        assert_eq!(connack_code(&answer), ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+
+        passwd(&["-b", &passwords, "bob", "hunter2"]);
+        let hung_up = Command::new("kill")
+            .args(["-HUP", &broker.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(hung_up.success());
+        broker
+            .stderr_line_containing("2 user(s) in the password file")
+            .unwrap_or_else(|seen| panic!("no reload line; stderr: {seen:#?}"));
+        let (_stream, answer) = connect_as(address, &mut broker, "reload-bob", Some(("bob", "hunter2")));
+        assert_eq!(connack_code(&answer), ReasonCode::SUCCESS);
+        // alice, connected before the reload, is still served.
+        let mut ping = Vec::new();
+        encode(&Packet::PingReq, ProtocolVersion::V5, &mut ping).expect("a valid PINGREQ");
+        alice.write_all(&ping).expect("write PINGREQ");
+        assert_eq!(read_packet(&mut alice, ProtocolVersion::V5), Packet::PingResp);
+    })
+    .await
+    .expect("the reload test ran");
+}
