@@ -16,7 +16,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mqtt_client::transport::tls::{ServerTlsOptions, TlsSetupError};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use mqtt_client::transport::{ws, BoxedStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
@@ -135,7 +139,7 @@ pub struct MqttListener {
     spec: ListenSpec,
     handshake: Option<Arc<Handshake>>,
     handshake_timeout: Duration,
-    handshakes: JoinSet<Option<(BoxedStream, SocketAddr)>>,
+    handshakes: JoinSet<Option<(AcceptedStream, SocketAddr)>>,
 }
 
 /// The handshake a listener runs on each connection before MQTT starts.
@@ -234,13 +238,60 @@ impl MqttListener {
     }
 }
 
-impl Listener for MqttListener {
-    type Stream = BoxedStream;
+/// A connection accepted by an [`MqttListener`], after its handshakes, with the name on its TLS
+/// client certificate.
+pub struct AcceptedStream {
+    stream: BoxedStream,
+    certificate_name: Option<String>,
+}
 
-    async fn accept(&mut self) -> io::Result<(BoxedStream, SocketAddr)> {
+impl AsyncRead for AcceptedStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for AcceptedStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+impl Listener for MqttListener {
+    type Stream = AcceptedStream;
+
+    fn certificate_name(stream: &AcceptedStream) -> Option<String> {
+        stream.certificate_name.clone()
+    }
+
+    async fn accept(&mut self) -> io::Result<(AcceptedStream, SocketAddr)> {
         let Some(handshake) = self.handshake.clone() else {
             let (stream, peer) = <TcpListener as Listener>::accept(&mut self.tcp).await?;
-            return Ok((Box::new(stream), peer));
+            let stream = AcceptedStream {
+                stream: Box::new(stream),
+                certificate_name: None,
+            };
+            return Ok((stream, peer));
         };
         // Bounded: each pass starts one handshake or collects one.
         loop {
@@ -280,16 +331,98 @@ impl Listener for MqttListener {
 }
 
 impl Handshake {
-    async fn run(&self, stream: TcpStream) -> io::Result<BoxedStream> {
+    async fn run(&self, stream: TcpStream) -> io::Result<AcceptedStream> {
+        let name = |tls: &tokio_rustls::server::TlsStream<TcpStream>| {
+            let certificates = tls.get_ref().1.peer_certificates()?;
+            common_name(certificates.first()?.as_ref())
+        };
         Ok(match self {
-            Handshake::Tls(acceptor) => Box::new(acceptor.accept(stream).await.map_err(tls_error)?),
-            Handshake::Ws { path } => Box::new(ws::accept(stream, path).await?),
+            Handshake::Tls(acceptor) => {
+                let tls = acceptor.accept(stream).await.map_err(tls_error)?;
+                AcceptedStream {
+                    certificate_name: name(&tls),
+                    stream: Box::new(tls),
+                }
+            }
+            Handshake::Ws { path } => AcceptedStream {
+                stream: Box::new(ws::accept(stream, path).await?),
+                certificate_name: None,
+            },
             Handshake::Wss { tls, path } => {
-                let stream = tls.accept(stream).await.map_err(tls_error)?;
-                Box::new(ws::accept(stream, path).await?)
+                let tls = tls.accept(stream).await.map_err(tls_error)?;
+                let certificate_name = name(&tls);
+                AcceptedStream {
+                    stream: Box::new(ws::accept(tls, path).await?),
+                    certificate_name,
+                }
             }
         })
     }
+}
+
+/// The subject's Common Name (OID 2.5.4.3) of a DER X.509 certificate: the last one, as the most
+/// specific, when there are several. None when the certificate has none or does not parse.
+pub fn common_name(certificate: &[u8]) -> Option<String> {
+    /// One DER element: its tag, its content, and what follows it.
+    fn element(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = bytes.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (length, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let count = usize::from(first & 0x7F);
+            if count == 0 || count > 4 || rest.len() < count {
+                return None;
+            }
+            let length = rest[..count]
+                .iter()
+                .fold(0usize, |length, byte| (length << 8) | usize::from(*byte));
+            (length, &rest[count..])
+        };
+        (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
+    }
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const COMMON_NAME: [u8; 3] = [0x55, 0x04, 0x03];
+    let (SEQUENCE, certificate, _) = element(certificate)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _) = element(certificate)? else {
+        return None;
+    };
+    let mut fields = tbs;
+    // [0] version (optional), serial number, signature algorithm, issuer, validity, subject.
+    if fields.first() == Some(&0xA0) {
+        fields = element(fields)?.2;
+    }
+    for _ in 0..4 {
+        fields = element(fields)?.2;
+    }
+    let (SEQUENCE, mut subject, _) = element(fields)? else {
+        return None;
+    };
+    let mut name = None;
+    while !subject.is_empty() {
+        let (SET, mut attributes, rest) = element(subject)? else {
+            return None;
+        };
+        subject = rest;
+        while !attributes.is_empty() {
+            let (SEQUENCE, attribute, rest) = element(attributes)? else {
+                return None;
+            };
+            attributes = rest;
+            let (0x06, oid, value) = element(attribute)? else {
+                return None;
+            };
+            if oid == COMMON_NAME {
+                // UTF8String, PrintableString, IA5String, TeletexString (read as Latin-1 text).
+                let (_, text, _) = element(value)?;
+                name = Some(String::from_utf8_lossy(text).into_owned());
+            }
+        }
+    }
+    name
 }
 
 fn tls_error(error: io::Error) -> io::Error {

@@ -109,6 +109,12 @@ pub trait Listener: Send + 'static {
 
     /// The address this listener is bound to (with the port the system chose for port 0).
     fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The name on the TLS client certificate of an accepted connection (its subject's Common
+    /// Name), given to the core as the connection opens. None without TLS or a certificate.
+    fn certificate_name(_stream: &Self::Stream) -> Option<String> {
+        None
+    }
 }
 
 impl Listener for TcpListener {
@@ -298,7 +304,7 @@ impl<L: Listener> Server<L> {
                 () = &mut shutdown => break,
                 Some(security) = next_security(&mut security_updates) => WakeUp::Security(security),
                 () = sleep_until_optional(deadline) => WakeUp::Timer,
-                Some((stream, peer)) = accepted.recv() => WakeUp::Accepted(stream, peer),
+                Some((stream, peer, name)) = accepted.recv() => WakeUp::Accepted(stream, peer, name),
                 Some((connection, message)) = inbound.recv() => WakeUp::Inbound(connection, message),
             };
             let now = Instant::now();
@@ -314,8 +320,8 @@ impl<L: Listener> Server<L> {
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = security.clone();
                     task.core.set_security(security);
                 }
-                WakeUp::Accepted(stream, peer) => {
-                    task.open(now, stream, peer);
+                WakeUp::Accepted(stream, peer, name) => {
+                    task.open(now, stream, peer, name);
                     accepted_count += 1;
                 }
                 WakeUp::Inbound(connection, message) => task.handle_inbound(now, connection, message),
@@ -328,8 +334,8 @@ impl<L: Listener> Server<L> {
                 }
             }
             if accepted_count == 0 {
-                if let Ok((stream, peer)) = accepted.try_recv() {
-                    task.open(now, stream, peer);
+                if let Ok((stream, peer, name)) = accepted.try_recv() {
+                    task.open(now, stream, peer, name);
                 }
             }
             task.release_overdue(now);
@@ -383,7 +389,7 @@ pub async fn serve<L: Listener>(
 enum WakeUp<S> {
     Timer,
     Security(Arc<Security>),
-    Accepted(S, SocketAddr),
+    Accepted(S, SocketAddr, Option<String>),
     Inbound(ConnectionId, Inbound),
 }
 
@@ -441,7 +447,7 @@ const HELD_COUNT_MAX: usize = 256;
 
 impl BrokerTask {
     /// Gives `stream` the next connection id, starts its task, and tells the core.
-    fn open<S>(&mut self, now: Instant, stream: S, peer: SocketAddr)
+    fn open<S>(&mut self, now: Instant, stream: S, peer: SocketAddr, certificate_name: Option<String>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -470,7 +476,7 @@ impl BrokerTask {
         });
         self.connections.insert(connection, ConnectionHandle { shared });
         tracing::debug!(connection, %peer, "connection opened");
-        self.core.handle_connection_opened(now, connection);
+        self.core.handle_connection_opened_as(now, connection, certificate_name);
     }
 
     /// Routes what a connection sent: held while it waits for a connection it takes over, whose end
@@ -666,13 +672,17 @@ impl BrokerTask {
     }
 }
 
+/// An accepted stream, its peer, and its certificate's name.
+type Accepted<S> = (S, SocketAddr, Option<String>);
+
 /// Accepts connections on `listener` and hands them to the broker task until it stops taking them
 /// (or the task is aborted).
-async fn accept_loop<L: Listener>(mut listener: L, accepted: mpsc::Sender<(L::Stream, SocketAddr)>) {
+async fn accept_loop<L: Listener>(mut listener: L, accepted: mpsc::Sender<Accepted<L::Stream>>) {
     loop {
         match listener.accept().await {
-            Ok(connection) => {
-                if accepted.send(connection).await.is_err() {
+            Ok((stream, peer)) => {
+                let name = L::certificate_name(&stream);
+                if accepted.send((stream, peer, name)).await.is_err() {
                     return;
                 }
             }

@@ -603,3 +603,60 @@ async fn pings_keep_their_timing_while_slow_password_checks_run_off_the_broker_t
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn the_client_certificates_common_name_is_the_user_name_the_acl_sees() {
+    use mqtt_broker::listener::{common_name, ListenSpec, ListenerOptions, MqttListener};
+    use mqtt_broker::server::Server;
+
+    let certificates = crate::certs::Certificates::make("identity");
+    let pem = std::fs::read_to_string(certificates.path("client.pem")).unwrap();
+    let der = pem_body(&pem);
+    assert_eq!(common_name(&der).as_deref(), Some("client-1"));
+    assert_eq!(
+        common_name(b"\x30\x03\x02\x01"),
+        None,
+        "a truncated certificate is no name, not a panic"
+    );
+
+    let mut options = ListenerOptions::new();
+    options.tls = Some(certificates.server_tls("server", true));
+    let spec: ListenSpec = "mqtts://127.0.0.1:0".parse().unwrap();
+    let listener = MqttListener::bind(&spec, &options).await.unwrap();
+    let url = listener.describe().replace("127.0.0.1", "localhost");
+    let mut security = Security::default();
+    security.use_identity_as_username = true;
+    security.acl = Some(Acl::parse("pattern readwrite devices/%u/#\n").unwrap());
+    let broker = Broker::new(Config::default()).with_security(Arc::new(security));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(Server::new(vec![listener], broker).run(async {
+        let _ = stopped.await;
+    }));
+
+    let mut connect = ConnectOptions::new("identity-device");
+    connect.tls = certificates.client_tls_with_certificate();
+    connect.connect_timeout = Duration::from_secs(5);
+    let (device, _events) = Client::connect(&url, connect)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let own = device
+        .publish_and_wait(message("devices/client-1/t", "mine", false))
+        .await
+        .unwrap();
+    assert_eq!(own.reason_code, ReasonCode::SUCCESS);
+    let other = device
+        .publish_and_wait(message("devices/client-2/t", "not mine", false))
+        .await
+        .unwrap();
+    assert_eq!(other.reason_code, ReasonCode::NOT_AUTHORIZED);
+    device.disconnect().await.unwrap();
+    let _ = stop.send(());
+    timeout(WAIT, server).await.unwrap().unwrap();
+}
+
+/// The DER bytes of the first PEM block.
+fn pem_body(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|line| !line.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+}
