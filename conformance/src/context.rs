@@ -148,6 +148,9 @@ pub struct Context {
     pub broker: Endpoint,
     pub names: Names,
     pub capabilities: Capabilities,
+    /// The enhanced authentication method the broker offers for the run's credentials
+    /// (`check --auth-method`).
+    pub auth_method: Option<String>,
     /// SHOULD-level parts of a case fail instead of being informational.
     pub strict: bool,
     /// Waits are multiplied by this (`--timeout-scale`).

@@ -43,6 +43,9 @@ pub struct CheckOptions {
     pub tolerance: Duration,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The enhanced authentication method the broker offers for `username` / `password` (5.0
+    /// §4.12; `SCRAM-SHA-256` is the one the harness speaks): its cases run only with it.
+    pub auth_method: Option<String>,
 }
 
 impl Default for CheckOptions {
@@ -58,6 +61,7 @@ impl Default for CheckOptions {
             tolerance: live::TOLERANCE_DEFAULT,
             username: None,
             password: None,
+            auth_method: None,
         }
     }
 }
@@ -340,6 +344,7 @@ impl Runner<'_> {
                         password: options.password.clone(),
                     },
                     capabilities: capabilities.cloned().unwrap_or_else(|| Capabilities::all(version)),
+                    auth_method: options.auth_method.clone(),
                     strict: options.strict,
                     scale: options.timeout_scale.max(0.01),
                     tolerance: options.tolerance,

@@ -63,6 +63,10 @@ pub struct Args {
     /// The password every case presents.
     #[arg(long = "pw", short = 'P', visible_alias = "password", value_name = "PASSWORD")]
     pub password: Option<String>,
+    /// 5.0 enhanced authentication the broker offers for -u/-P (5.0 §4.12): the cases of the
+    /// exchange and of re-authentication run with it (without it they are not applicable)
+    #[arg(long, value_name = "METHOD", value_parser = ["SCRAM-SHA-256"], requires_all = ["username", "password"])]
+    pub auth_method: Option<String>,
     #[command(flatten)]
     pub tls: TlsArgs,
     /// Cases at once.
@@ -117,6 +121,7 @@ pub fn run(args: Args) -> ExitCode {
         tolerance: args.tolerance_ms.map_or(TOLERANCE_DEFAULT, Duration::from_millis),
         username: args.username.clone(),
         password: args.password.clone(),
+        auth_method: args.auth_method.clone(),
     };
     let jobs = runner::selected(&catalog, &options);
     if args.list {

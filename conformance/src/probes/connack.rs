@@ -479,7 +479,7 @@ async fn judge_close(
 }
 
 /// Another client connects and gets a PINGRESP: the broker goes on serving after a close.
-async fn still_serving(context: &Context) -> Result<(), Failure> {
+pub(super) async fn still_serving(context: &Context) -> Result<(), Failure> {
     let mut other = context.connected("other").await?;
     other.send(&Packet::PingReq).await?;
     other.expect(&Pattern::pingresp(), context.wait()).await?;

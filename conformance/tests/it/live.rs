@@ -202,3 +202,89 @@ fn a_broker_declining_optional_features_makes_their_cases_not_applicable() {
     }
     assert!(checked > 10, "only {checked} cases need a declined feature");
 }
+
+/// The cases of enhanced authentication and of MQTT over WebSocket run, and pass, against the
+/// reference broker served over ws:// with a SCRAM user (`check ws://... --auth-method
+/// SCRAM-SHA-256 -u -P`); over plain TCP without the option they are not applicable.
+#[test]
+fn enhanced_authentication_and_websocket_cases_pass_on_the_reference_broker_over_ws() {
+    use std::sync::Arc;
+
+    use mqtt_broker::listener::{ListenSpec, ListenerOptions, MqttListener};
+    use mqtt_broker::security::{PasswordFile, PasswordHash, Security};
+    use mqtt_broker::server::Server;
+    use mqtt_broker::Broker;
+    use mqtt_client::scram::Credentials;
+
+    let names = [
+        "scram-exchange-names-the-method-throughout",
+        "scram-wrong-proof-refused",
+        "auth-answer-without-continue-refused",
+        "reauthentication-ends-in-auth-success",
+        "reauthentication-wrong-proof-closes",
+        "reauthentication-with-another-method-closes",
+        "websocket-subprotocol-mqtt-selected",
+        "websocket-packets-across-frame-boundaries",
+        "websocket-text-frame-closes",
+    ];
+    let catalog = cases();
+    let mut passwords = PasswordFile::default();
+    passwords.set(
+        "checker",
+        PasswordHash::Scram(Credentials::derive(b"checker-pw", b"conformance-salt", 256)),
+    );
+    let mut security = Security::default();
+    security.passwords = Some(passwords);
+    security.allow_anonymous = true;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let spec: ListenSpec = "ws://127.0.0.1:0/mqtt".parse().unwrap();
+    let listener = runtime
+        .block_on(MqttListener::bind(&spec, &ListenerOptions::new()))
+        .unwrap();
+    let address = mqtt_broker::server::Listener::local_addr(&listener).unwrap();
+    let url: mqtt_client::BrokerUrl = format!("ws://127.0.0.1:{}/mqtt", address.port()).parse().unwrap();
+    let broker = Broker::new(Config::default()).with_security(Arc::new(security));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(Server::new(vec![listener], broker).run(async {
+        let _ = stopped.await;
+    }));
+
+    let options = CheckOptions {
+        only: names.iter().map(|name| name.to_string()).collect(),
+        strict: true,
+        username: Some("checker".into()),
+        password: Some("checker-pw".into()),
+        auth_method: Some("SCRAM-SHA-256".into()),
+        ..CheckOptions::default()
+    };
+    let endpoint = Endpoint::new(url, address, Default::default()).unwrap();
+    let run = check(endpoint, "", &catalog, &options, &|| {}).unwrap_or_else(|error| panic!("{error}"));
+    let _ = stop.send(());
+    runtime.block_on(server).unwrap();
+    // 6 authentication cases (5.0 only) and 3 WebSocket cases in both versions.
+    assert_eq!(run.cases.len(), 6 + 3 * 2);
+    for case in &run.cases {
+        assert_eq!(
+            case.verdict,
+            Verdict::Pass,
+            "{} [{}]: {}",
+            case.id,
+            case.version,
+            describe_failures(&run)
+        );
+    }
+
+    // Over TCP, without --auth-method: not applicable, each saying what it needs.
+    let options = CheckOptions {
+        only: names.iter().map(|name| name.to_string()).collect(),
+        ..CheckOptions::default()
+    };
+    let run = check_reference(Config::default(), &options, &catalog);
+    for case in &run.cases {
+        assert_eq!(case.verdict, Verdict::NotApplicable, "{} [{}]", case.id, case.version);
+    }
+}
