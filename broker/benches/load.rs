@@ -23,8 +23,9 @@
 //! # Fairness
 //!
 //! Every run (each step of a search, each RSS run) gets a fresh broker process. Ours is this
-//! binary re-run as `--serve-broker`, serving as `mqtt-harness broker` does (a multi-thread tokio
-//! runtime, one worker per core, `Server::run` spawned on a worker; mosquitto is single-threaded)
+//! binary re-run as `--serve-broker`, serving as `mqtt-harness broker` does (a tokio runtime of
+//! [`mqtt_broker::server::WORKER_THREADS_DEFAULT`] worker threads, `TOKIO_WORKER_THREADS` to
+//! change it; `Server::run` spawned on a worker; mosquitto is single-threaded)
 //! until our stdin closes; mosquitto comes from [`mqtt_scenarios::live::mosquitto`]. Both get the
 //! same flow limits (in flight 1000, queue 100,000 per client, above mosquitto's defaults of 20
 //! and 1000 so that they do not limit QoS 1) and TCP_NODELAY. The two searches run step by step in
@@ -39,6 +40,7 @@
 //! cargo bench -p mqtt-broker --bench load                      # everything, 5 s per step
 //! cargo bench -p mqtt-broker --bench load -- --quick           # smoke: 1 s steps, few of them
 //! cargo bench -p mqtt-broker --bench load -- --scenario 1to50 --qos 1 --rounds 3 --json load.json
+//! cargo bench -p mqtt-broker --bench load -- --scenario 1to1,10to10 --rate 10000   # paced: CPU per message
 //! ```
 //!
 //! `LOAD_BROKER_WRAPPER`, if set, is a command our broker is started under, split at spaces, for
@@ -117,6 +119,10 @@ struct Args {
     /// Sent before each window, not measured [default: 1s; --quick: 500ms].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     warmup: Option<Duration>,
+    /// No search: one run per broker at this rate (msgs/s published), for CPU per message at a
+    /// paced rate.
+    #[arg(long, value_name = "MSGS_PER_S")]
+    rate: Option<f64>,
     /// The latency the highest rate must hold at p99.
     #[arg(long, default_value = "50ms", value_parser = parse_duration, value_name = "DURATION")]
     slo_p99: Duration,
@@ -275,7 +281,16 @@ fn mosquitto_config() -> MosquittoConfig {
 /// `--serve-broker`: our broker on 127.0.0.1 (a port of the system's choice) as `mqtt-harness
 /// broker` runs it; prints `listening ADDRESS`, serves until stdin closes (the parent went).
 fn serve_broker() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // As `mqtt-harness broker` runs; TOKIO_WORKER_THREADS=N overrides it to compare.
+    let threads = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|threads| threads.parse().ok())
+        .unwrap_or(mqtt_broker::server::WORKER_THREADS_DEFAULT);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("load broker: cannot build the runtime: {error}");
@@ -465,10 +480,10 @@ impl WindowCpu {
 /// One step: a fresh broker, one run at `workload.rate`, the broker's CPU over the window.
 async fn step(kind: BrokerKind, workload: &Workload) -> Result<(Figures, Option<f64>), String> {
     let broker = RunningBroker::start(kind).await?;
-    let target = Target {
-        address: broker.address(),
-        url: format!("{} at mqtt://{}", kind.name(), broker.address()),
-    };
+    let target = Target::tcp(
+        broker.address(),
+        format!("{} at mqtt://{}", kind.name(), broker.address()),
+    );
     let mut window_cpu = WindowCpu {
         process: broker.process(),
         start: None,
@@ -536,7 +551,13 @@ async fn search_one(
         }
     };
     let start = DELIVERIES_PER_SECOND_START / base.copies_per_message(0).max(1) as f64;
-    let found = search::highest_rate(start, &mut run_step).await?;
+    let found = match plan.args.rate {
+        Some(rate) => {
+            let (_, figures) = run_step(rate).await?;
+            Some((rate, figures))
+        }
+        None => search::highest_rate(start, &mut run_step).await?,
+    };
     let lower_bound = steps > plan.steps_max && !failed.get();
     let steps = steps.min(plan.steps_max);
     Ok(found.map(|(rate, figures)| {
@@ -612,7 +633,8 @@ async fn rss_of(plan: &Plan, broker: &RunningBroker) -> Result<RssSample, String
         password: None,
     };
     let mut quiet = |_attempted: u64, _connected: u64| {};
-    let connecting = connections::run(&workload, broker.address(), &mut quiet);
+    let target = Target::tcp(broker.address(), "idle");
+    let connecting = connections::run(&workload, &target, &mut quiet);
     tokio::pin!(connecting);
     let mut all_in_at = None;
     let mut broker_rss_kib_connected = None;
@@ -701,8 +723,11 @@ async fn benchmark(plan: &Plan) -> Result<(), String> {
     );
     println!(
         "both: a fresh process per run, in flight {BROKER_INFLIGHT_MAX}, queue {BROKER_QUEUED_MAX} per client, TCP_NODELAY; \
-         ours: tokio multi-thread ({} workers), mosquitto: single-threaded",
-        machine.cores
+         ours: tokio, {} worker thread(s), mosquitto: single-threaded",
+        std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|threads| threads.parse::<usize>().ok())
+            .unwrap_or(mqtt_broker::server::WORKER_THREADS_DEFAULT)
     );
     println!(
         "generator: mqtt-loadgen, {GENERATOR_THREADS} engine thread, MQTT 5.0, {PAYLOAD_BYTES}-byte payloads, open loop; \

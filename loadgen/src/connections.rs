@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mqtt_client::core::Event;
+use mqtt_client::options::Scheme;
+use mqtt_client::transport::BoxedStream;
 use mqtt_client::ConnectOptions;
 use mqtt_protocol::{Properties, ProtocolVersion, ReasonCode};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -31,7 +33,9 @@ use tokio::time::{sleep_until, timeout, timeout_at};
 use crate::figures::{buckets, Percentiles};
 use crate::link::Link;
 use crate::measure;
+use crate::run::Target;
 use crate::system::{self, Machine, Process};
+use crate::transport::TransportConfig;
 
 /// Connections one source address is used for before the next one is taken.
 pub const CONNECTIONS_PER_SOURCE_ADDRESS: usize = 28_000;
@@ -86,9 +90,10 @@ type Ended = Result<(), String>;
 /// Runs `workload` against `address`: opens the connections, holds them, closes them.
 pub async fn run(
     workload: &ConnectionWorkload,
-    address: SocketAddr,
+    target: &Target,
     on_progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ConnectionFigures, String> {
+    let address = target.address;
     if workload.count == 0 {
         return Err("--connections must be at least 1".into());
     }
@@ -122,9 +127,10 @@ pub async fn run(
         let options = options(workload, format!("{}-{run}-c{index}", workload.client_id_prefix));
         let stopped = stopped.clone();
         let (connected_count, failed_count) = (connected.clone(), failed.clone());
+        let transport = target.transport.clone();
         tasks.spawn(async move {
             let attempt = Instant::now();
-            let opened = open(address, source, options).await;
+            let opened = open(address, source, &transport, options).await;
             drop(permit);
             match opened {
                 Ok((stream, link)) => {
@@ -223,8 +229,9 @@ fn options(workload: &ConnectionWorkload, client_id: String) -> ConnectOptions {
 async fn open(
     address: SocketAddr,
     source: Option<SocketAddr>,
+    transport: &TransportConfig,
     options: ConnectOptions,
-) -> Result<(TcpStream, Link), String> {
+) -> Result<(Conn, Link), String> {
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     let socket = if address.is_ipv4() {
         TcpSocket::new_v4()
@@ -237,7 +244,7 @@ async fn open(
             .bind(source)
             .map_err(|error| format!("binding {source}: {error}"))?;
     }
-    let mut stream = match timeout_at(deadline, socket.connect(address)).await {
+    let stream = match timeout_at(deadline, socket.connect(address)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
             return Err("connection refused".into())
@@ -246,6 +253,14 @@ async fn open(
         Err(_) => return Err("timed out (TCP)".into()),
     };
     let _ = stream.set_nodelay(true);
+    let mut stream = match transport.scheme {
+        Scheme::Mqtt => Conn::Plain(stream),
+        _ => Conn::Layered(
+            timeout_at(deadline, transport.open_async(stream))
+                .await
+                .map_err(|_| "timed out (handshake)".to_owned())??,
+        ),
+    };
     let mut link = Link::new(options);
     link.connect(tokio::time::Instant::now())?;
     timeout_at(deadline, stream.write_all(&link.output))
@@ -254,17 +269,11 @@ async fn open(
         .map_err(|error| format!("writing CONNECT: {}", error.kind()))?;
     link.output.clear();
     loop {
-        link.input.reserve(READ_RESERVE);
-        match timeout_at(deadline, stream.readable()).await {
+        match timeout_at(deadline, stream.read_into(&mut link.input)).await {
             Err(_) => return Err("timed out (no CONNACK)".into()),
+            Ok(Ok(0)) => return Err("closed before CONNACK".into()),
+            Ok(Ok(_)) => {}
             Ok(Err(error)) => return Err(format!("reading: {}", error.kind())),
-            Ok(Ok(())) => {}
-        }
-        match stream.try_read_buf(&mut link.input) {
-            Ok(0) => return Err("closed before CONNACK".into()),
-            Ok(_) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(error) => return Err(format!("reading: {}", error.kind())),
         }
         let mut connected = false;
         let mut refused = None;
@@ -287,7 +296,7 @@ async fn open(
 
 /// Keeps a connection open until `stop`, answering keep alive; `Err` with the reason if the
 /// broker closed it first.
-async fn hold(mut stream: TcpStream, mut link: Link, mut stop: watch::Receiver<bool>) -> Ended {
+async fn hold(mut stream: Conn, mut link: Link, mut stop: watch::Receiver<bool>) -> Ended {
     let far = tokio::time::Instant::now() + Duration::from_secs(7 * 24 * 3600);
     loop {
         if !link.output.is_empty() {
@@ -301,18 +310,11 @@ async fn hold(mut stream: TcpStream, mut link: Link, mut stop: watch::Receiver<b
         tokio::select! {
             biased;
             _ = stop.changed() => break,
-            readable = stream.readable() => {
-                if readable.is_err() {
-                    return Err("the connection failed".into());
-                }
-                link.input.reserve(READ_RESERVE);
-                match stream.try_read_buf(&mut link.input) {
-                    Ok(0) => return Err("closed by the broker".into()),
-                    Ok(_) => link.receive(tokio::time::Instant::now(), |_| {})?,
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(error) => return Err(format!("reading: {}", error.kind())),
-                }
-            }
+            read = stream.read_into(&mut link.input) => match read {
+                Ok(0) => return Err("closed by the broker".into()),
+                Ok(_) => link.receive(tokio::time::Instant::now(), |_| {})?,
+                Err(error) => return Err(format!("reading: {}", error.kind())),
+            },
             () = sleep_until(deadline) => link.handle_timeout(tokio::time::Instant::now())?,
         }
     }
@@ -321,6 +323,43 @@ async fn hold(mut stream: TcpStream, mut link: Link, mut stop: watch::Receiver<b
         let _ = timeout(Duration::from_secs(2), stream.write_all(&link.output)).await;
     }
     Ok(())
+}
+
+/// A held connection's stream: plain TCP, which holds no buffer while idle (it waits for
+/// readiness, then reads), or the layers of TLS and WebSocket, which hold their own.
+enum Conn {
+    Plain(TcpStream),
+    Layered(BoxedStream),
+}
+
+impl Conn {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(stream) => stream.write_all(bytes).await,
+            Conn::Layered(stream) => {
+                stream.write_all(bytes).await?;
+                stream.flush().await
+            }
+        }
+    }
+
+    /// Waits for bytes and appends them to `buffer`; 0 at the end of the stream. Cancel safe.
+    async fn read_into(&mut self, buffer: &mut bytes::BytesMut) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(stream) => loop {
+                stream.readable().await?;
+                buffer.reserve(READ_RESERVE);
+                match stream.try_read_buf(buffer) {
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    read => return read,
+                }
+            },
+            Conn::Layered(stream) => {
+                buffer.reserve(READ_RESERVE);
+                stream.read_buf(buffer).await
+            }
+        }
+    }
 }
 
 #[cfg(test)]

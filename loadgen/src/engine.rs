@@ -31,7 +31,7 @@
 //! offered, and the run then fails with "the requested rate could not be offered".
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
@@ -47,6 +47,7 @@ use crate::measure::{self, SecondCounts, SharedTimeline};
 use crate::payload::{PayloadWriter, Stamp};
 use crate::schedule::Schedule;
 use crate::track::{Arrival, Tracker};
+use crate::transport::{Transport, TransportConfig};
 use crate::workload::{Shape, Workload};
 
 /// How long one connect (TCP, CONNACK, and SUBACK for a subscriber) may take.
@@ -175,6 +176,7 @@ pub struct EngineReport {
 /// What one thread runs.
 pub struct Plan {
     pub address: SocketAddr,
+    pub transport: TransportConfig,
     pub workload: Workload,
     /// The run's identifier, in client ids and topics.
     pub run: String,
@@ -250,7 +252,7 @@ enum Role {
 }
 
 struct Connection {
-    stream: TcpStream,
+    transport: Transport,
     link: Link,
     role: Role,
     closed: bool,
@@ -284,7 +286,7 @@ fn run(
             let started = Instant::now();
             let client_id = workload.subscriber_client_id(&plan.run, number);
             let filter = workload.filter(&plan.run, group);
-            let (stream, link) = connect(plan.address, &workload, &client_id, Some(&filter))?;
+            let (transport, link) = connect(plan.address, &plan.transport, &workload, &client_id, Some(&filter))?;
             measure::record(&mut connect_latency, started.elapsed());
             let shared = workload.shape == Shape::Shared;
             let publisher_count = workload.publishers_of(group).len();
@@ -310,7 +312,7 @@ fn run(
                 new_receiver(&mut receivers)
             };
             connections.push(Connection {
-                stream,
+                transport,
                 link,
                 role: Role::Subscriber {
                     receiver,
@@ -328,10 +330,10 @@ fn run(
         for &(number, group) in &plan.publishers {
             let started = Instant::now();
             let client_id = workload.publisher_client_id(&plan.run, number);
-            let (stream, link) = connect(plan.address, &workload, &client_id, None)?;
+            let (transport, link) = connect(plan.address, &plan.transport, &workload, &client_id, None)?;
             measure::record(&mut connect_latency, started.elapsed());
             connections.push(Connection {
-                stream,
+                transport,
                 link,
                 role: Role::Publisher {
                     topic: workload.topic(&plan.run, group).into(),
@@ -358,7 +360,7 @@ fn run(
     let rate = workload.rate_per_publisher();
     let mut publisher_index = 0.0;
     for (token, connection) in connections.iter_mut().enumerate() {
-        poller.add(&connection.stream, token)?;
+        poller.add(connection.transport.socket(), token)?;
         if let Role::Publisher { schedule, report, .. } = &mut connection.role {
             // Publishers of one rate are spread over a gap, so they do not all send at once.
             *schedule = Some(Schedule::new(
@@ -409,14 +411,15 @@ fn run(
                     Role::Subscriber { report, .. } => report.error.get_or_insert(error),
                 };
                 connection.closed = true;
-                poller.remove(&connection.stream);
+                poller.remove(connection.transport.socket());
             }
         }
         // Watch for writability only where output waits.
         for (token, connection) in connections.iter_mut().enumerate() {
-            let wants = !connection.closed && !connection.link.output.is_empty();
+            let wants =
+                !connection.closed && (!connection.link.output.is_empty() || connection.transport.wants_write());
             if wants != connection.watching_writes {
-                poller.watch_writes(&connection.stream, token, wants)?;
+                poller.watch_writes(connection.transport.socket(), token, wants)?;
                 connection.watching_writes = wants;
             }
         }
@@ -533,21 +536,15 @@ impl Loop<'_> {
             self.publish_due(connection, now);
         }
         connection.link.transmit(tokio_now)?;
-        write_some(&mut connection.stream, &mut connection.link.output)?;
+        connection.transport.write(&mut connection.link.output)?;
         let mut read = 0;
         while std::mem::take(&mut connection.readable) && read < READ_PER_WAKE_MAX {
-            match connection.stream.read(&mut self.read_buffer) {
-                Ok(0) => return Err("the broker closed the connection".into()),
-                Ok(count) => {
-                    connection.link.input.extend_from_slice(&self.read_buffer[..count]);
-                    read += count;
-                    // A full buffer may mean more waits: read again.
-                    connection.readable = count == self.read_buffer.len();
-                }
-                Err(error) if error.kind() == ErrorKind::WouldBlock => {}
-                Err(error) if error.kind() == ErrorKind::Interrupted => connection.readable = true,
-                Err(error) => return Err(format!("reading: {error}")),
-            }
+            let outcome = connection
+                .transport
+                .read(&mut self.read_buffer, &mut connection.link.input)?;
+            read += outcome.count;
+            // A full buffer may mean more waits: read again.
+            connection.readable = outcome.more;
         }
         if read > 0 {
             // Received now: the packets of one read arrived together.
@@ -607,7 +604,7 @@ impl Loop<'_> {
         {
             connection.link.handle_timeout(tokio_now)?;
         }
-        write_some(&mut connection.stream, &mut connection.link.output)
+        connection.transport.write(&mut connection.link.output)
     }
 
     /// Hands every message due by `now` (and before the window's end) to the publisher's client.
@@ -727,38 +724,26 @@ fn account(
     Ok(unique)
 }
 
-/// Writes as much of `output` as the socket takes now.
-fn write_some(stream: &mut TcpStream, output: &mut bytes::BytesMut) -> Result<(), String> {
-    while !output.is_empty() {
-        match stream.write(output) {
-            Ok(0) => return Err("the connection accepts no more bytes".into()),
-            Ok(count) => {
-                let _ = output.split_to(count);
-            }
-            Err(error) if error.kind() == ErrorKind::WouldBlock => break,
-            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
-            Err(error) => return Err(format!("writing: {error}")),
-        }
-    }
-    Ok(())
-}
-
 /// Connects one client: TCP, CONNECT and CONNACK, and for a subscriber SUBSCRIBE and a SUBACK
 /// granting the run's QoS, all within [`CONNECT_TIMEOUT`]; the socket is then non-blocking.
 pub fn connect(
     address: SocketAddr,
+    transport: &TransportConfig,
     workload: &Workload,
     client_id: &str,
     filter: Option<&str>,
-) -> Result<(TcpStream, Link), String> {
+) -> Result<(Transport, Link), String> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
-    let mut stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).map_err(|error| match error.kind() {
+    let stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).map_err(|error| match error.kind() {
         ErrorKind::ConnectionRefused => format!("connection refused to {address}"),
         _ => format!("{client_id}: cannot connect to {address}: {error}"),
     })?;
     stream
         .set_nodelay(true)
         .map_err(|error| format!("{client_id}: TCP_NODELAY: {error}"))?;
+    let mut stream = transport
+        .open(stream, deadline)
+        .map_err(|error| format!("{client_id}: {error}"))?;
     let mut options = ConnectOptions::new(client_id.to_owned());
     options.version = workload.version;
     options.keep_alive_s = 60;
@@ -816,7 +801,7 @@ pub fn connect(
 /// Writes what the link has to send and reads (blocking, until `deadline`) until `done` says an
 /// event was the one awaited.
 fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     link: &mut Link,
     deadline: Instant,
     what: &str,
@@ -824,13 +809,14 @@ fn exchange(
     mut done: impl FnMut(&Event) -> bool,
 ) -> Result<(), String> {
     let late = || format!("{what}: no {awaited} within {} s", CONNECT_TIMEOUT.as_secs());
-    stream
+    let socket = stream.socket();
+    socket
         .set_write_timeout(Some(CONNECT_TIMEOUT))
         .map_err(|error| format!("{what}: {error}"))?;
+    // Blocking: the write goes out whole (or fails at the timeout).
     stream
-        .write_all(&link.output)
-        .map_err(|error| format!("{what}: writing: {error}"))?;
-    link.output.clear();
+        .write(&mut link.output)
+        .map_err(|error| format!("{what}: {error}"))?;
     let mut buffer = vec![0u8; READ_CHUNK];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -838,16 +824,16 @@ fn exchange(
             return Err(late());
         }
         stream
+            .socket()
             .set_read_timeout(Some(left))
             .map_err(|error| format!("{what}: {error}"))?;
-        let count = match stream.read(&mut buffer) {
-            Ok(0) => return Err(format!("{what}: the broker closed the connection before its {awaited}")),
-            Ok(count) => count,
-            Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
-            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+        match stream.read(&mut buffer, &mut link.input) {
+            Ok(_) => {}
+            Err(error) if error.starts_with("the broker closed") => {
+                return Err(format!("{what}: the broker closed the connection before its {awaited}"))
+            }
             Err(error) => return Err(format!("{what}: waiting for the {awaited}: {error}")),
-        };
-        link.input.extend_from_slice(&buffer[..count]);
+        }
         let mut found = false;
         link.receive(tokio::time::Instant::now(), |event| found |= done(&event))
             .map_err(|error| format!("{what}: {error}"))?;
@@ -867,11 +853,14 @@ fn disconnect(connection: &mut Connection) {
         .core
         .disconnect(ReasonCode::SUCCESS, Properties::default());
     if connection.link.transmit(tokio::time::Instant::now()).is_ok() {
-        let _ = connection.stream.set_nonblocking(false);
-        let _ = connection.stream.set_write_timeout(Some(DISCONNECT_TIMEOUT));
-        let _ = connection.stream.write_all(&connection.link.output);
+        let _ = connection.transport.set_nonblocking(false);
+        let _ = connection
+            .transport
+            .socket()
+            .set_write_timeout(Some(DISCONNECT_TIMEOUT));
+        let _ = connection.transport.write(&mut connection.link.output);
     }
-    let _ = connection.stream.shutdown(std::net::Shutdown::Both);
+    let _ = connection.transport.socket().shutdown(std::net::Shutdown::Both);
     connection.closed = true;
 }
 

@@ -16,6 +16,7 @@
 //! | [`payload`] | the stamp every payload carries: run, publisher, sequence, intended send time |
 //! | [`link`] | one connection without I/O: the client's sans-IO core with its buffers |
 //! | [`engine`] | the event-loop threads (epoll and a timerfd): precise pacing, publishing, receiving, accounting |
+//! | [`transport`] | what the engine's sockets carry: plain TCP, TLS (rustls, sans-IO), WebSocket (tungstenite's framing), both |
 //! | [`track`] | per-stream accounting: lost, duplicated, reordered |
 //! | [`measure`] | HDR histograms and the per-second timeline |
 //! | [`run`] | one message run start to end, and its figures |
@@ -39,6 +40,7 @@ pub mod search;
 pub mod sessions;
 pub mod system;
 pub mod track;
+pub mod transport;
 pub mod workload;
 
 pub use figures::Figures;

@@ -19,6 +19,7 @@ use crate::figures::{
 };
 use crate::measure::{self, Timeline};
 use crate::system::{self, CpuTimes, Machine, Process};
+use crate::transport::TransportConfig;
 use crate::workload::{format_duration, Workload};
 
 /// From the last connect to the first message due: lets the connections settle.
@@ -47,6 +48,19 @@ pub struct Target {
     pub address: SocketAddr,
     /// As the user wrote it, for the report.
     pub url: String,
+    /// The URL's transport (plain TCP unless told otherwise), its TLS files read once.
+    pub transport: TransportConfig,
+}
+
+impl Target {
+    /// Plain TCP to `address`.
+    pub fn tcp(address: SocketAddr, url: impl Into<String>) -> Target {
+        Target {
+            address,
+            url: url.into(),
+            transport: TransportConfig::default(),
+        }
+    }
 }
 
 /// Where a run is.
@@ -131,6 +145,7 @@ pub async fn run(
     for thread in 0..threads {
         let plan = Plan {
             address: target.address,
+            transport: target.transport.clone(),
             workload: workload.clone(),
             run: run.clone(),
             run_tag,

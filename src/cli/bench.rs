@@ -7,9 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use mqtt_broker::Config;
-use mqtt_client::options::Scheme;
-use mqtt_client::BrokerUrl;
 use mqtt_loadgen::figures::{verdicts, Figures};
+use mqtt_loadgen::transport::TransportConfig;
 use mqtt_loadgen::workload::{parse_duration, Arrivals, PayloadSize, Shape, Shard, Workload};
 use mqtt_loadgen::{Progress, Target};
 use mqtt_protocol::{ProtocolVersion, QoS};
@@ -126,6 +125,8 @@ pub struct Args {
         hide_env_values = true
     )]
     pub password: Option<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Run shard K (from 0) of N: the topic groups numbered K mod N, publishers and subscribers
     /// together. Merge the shards' --json files with `mqtt-harness report merge`.
     #[arg(long, value_name = "K/N")]
@@ -245,10 +246,7 @@ fn loaded(text: Option<&str>, args: &Args) -> Result<(Loaded, Option<String>, Op
         None => {
             let broker = ReferenceBroker::start(Config::default())
                 .map_err(|error| format!("cannot start the reference broker: {error}"))?;
-            let target = Target {
-                address: broker.address(),
-                url: "reference broker (in process)".into(),
-            };
+            let target = Target::tcp(broker.address(), "reference broker (in process)");
             Ok((
                 Loaded {
                     target,
@@ -259,14 +257,8 @@ fn loaded(text: Option<&str>, args: &Args) -> Result<(Loaded, Option<String>, Op
             ))
         }
         Some(text) => {
-            let url: BrokerUrl = text.parse().map_err(|error| format!("{text}: {error}"))?;
-            if url.scheme != Scheme::Mqtt {
-                return Err(format!(
-                    "{}:// is not supported by bench yet: the load generator speaks MQTT over plain TCP (mqtt://)",
-                    url.scheme.name()
-                ));
-            }
-            let (address, url, _) = reach(text, &TlsArgs::default())?;
+            let (address, url, tls) = reach(text, &args.tls)?;
+            let transport = TransportConfig::new(&url, &tls)?;
             let username = args.username.clone().or(url.username);
             let password = args.password.clone().or(url.password);
             Ok((
@@ -274,6 +266,7 @@ fn loaded(text: Option<&str>, args: &Args) -> Result<(Loaded, Option<String>, Op
                     target: Target {
                         address,
                         url: text.to_owned(),
+                        transport,
                     },
                     _reference: None,
                 },
@@ -349,11 +342,7 @@ async fn run_async(args: Args) -> ExitCode {
         Ok(figures) => figures,
         Err(error) => {
             eprintln!("bench: {error}");
-            return ExitCode::from(if error.starts_with("connection refused") {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILED
-            });
+            return ExitCode::from(exit_code_of(&error));
         }
     };
     print_figures(&figures);
@@ -700,7 +689,7 @@ async fn other_workload(args: &Args, workload: &Workload, target: &Target) -> Ex
                         eprint!("\r\x1b[2K  attempted {attempted}, connected {connected}");
                     }
                 };
-                let result = connections::run(&connection_workload, target.address, &mut progress).await;
+                let result = connections::run(&connection_workload, target, &mut progress).await;
                 if terminal {
                     eprint!("\r\x1b[2K");
                 }
@@ -883,11 +872,7 @@ async fn other_workload(args: &Args, workload: &Workload, target: &Target) -> Ex
         Ok(value) => value,
         Err(error) => {
             eprintln!("bench {name}: {error}");
-            return ExitCode::from(if error.starts_with("connection refused") {
-                EXIT_USAGE
-            } else {
-                EXIT_FAILED
-            });
+            return ExitCode::from(exit_code_of(&error));
         }
     };
     report.extra.insert(section.into(), value);
@@ -897,4 +882,17 @@ async fn other_workload(args: &Args, workload: &Workload, target: &Target) -> Ex
     print_verdicts(&report);
     let failed = report.cases.iter().any(|case| case.verdict == Verdict::Fail);
     output::finish(&report, args.report_dir.as_deref(), args.json.as_deref(), failed, &[])
+}
+
+/// 2 when the broker could not be reached at all (refused, or its TLS or WebSocket handshake
+/// failed: bad input, nothing measured), 1 for a run that failed.
+fn exit_code_of(error: &str) -> u8 {
+    let unreachable = error.starts_with("connection refused")
+        || error.contains(": TLS handshake: ")
+        || error.contains(": WebSocket handshake with ");
+    if unreachable {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILED
+    }
 }

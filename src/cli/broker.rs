@@ -52,6 +52,10 @@ pub struct Args {
     /// The lowest TLS version accepted [default: tlsv1.2]
     #[arg(long = "tls-version", value_name = "VERSION", value_parser = ["tlsv1.2", "tlsv1.3"])]
     pub tls_version: Option<String>,
+    /// Worker threads: 1 (the default) is cheapest per message; more serve more connections at
+    /// once on a machine where the broker has cores of its own; 0: one per core
+    #[arg(long, value_name = "N", default_value_t = mqtt_broker::server::WORKER_THREADS_DEFAULT)]
+    pub threads: usize,
     /// Seconds between publications of the $SYS/broker/... topics (retained: version, uptime,
     /// clients connected, messages and bytes in and out); 0: none [default: 10]
     #[arg(long, value_name = "SECONDS")]
@@ -285,7 +289,11 @@ const EXIT_CANNOT_START: u8 = 1;
 
 pub fn run(args: Args) -> ExitCode {
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if args.threads > 0 {
+        builder.worker_threads(args.threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");

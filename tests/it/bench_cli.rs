@@ -201,3 +201,94 @@ fn bad_input_is_one_line_and_exit_2() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// `bench` over TLS and WebSocket: the same exact counts at QoS 1 over mqtts://, ws:// and wss://
+/// (the reference broker's listeners, certificates made by rcgen), the connection workloads too;
+/// a broker whose certificate the CA file does not vouch for is one line and exit 2.
+#[test]
+fn bench_runs_over_tls_and_websocket_with_exact_counts() {
+    use mqtt_broker::listener::{ListenSpec, ListenerOptions, MqttListener};
+    use mqtt_broker::server::Server;
+
+    let certificates = crate::certs::Certificates::make("bench-transports");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut options = ListenerOptions::new();
+    options.tls = Some(certificates.server_tls("server", false));
+    let mut listeners = Vec::new();
+    for listen in ["mqtts://127.0.0.1:0", "ws://127.0.0.1:0/mqtt", "wss://127.0.0.1:0/mqtt"] {
+        let spec: ListenSpec = listen.parse().expect("a listen URL");
+        listeners.push(runtime.block_on(MqttListener::bind(&spec, &options)).expect("bound"));
+    }
+    let urls: Vec<String> = listeners
+        .iter()
+        .map(|listener| listener.describe().replace("127.0.0.1", "localhost"))
+        .collect();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(
+        Server::new(listeners, mqtt_broker::Broker::new(Config::default())).run(async {
+            let _ = stopped.await;
+        }),
+    );
+    let cafile = certificates.path("ca.pem").display().to_string();
+    for url in &urls {
+        let dir = temp("bench-transports");
+        let output = harness(&[
+            "bench",
+            url,
+            "--cafile",
+            &cafile,
+            "--qos",
+            "1",
+            "--rate",
+            "500",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--report-dir",
+            &dir.display().to_string(),
+        ]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{url}: {}\n{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        let report = read_json(&dir.join("report.json"));
+        assert_eq!(count(&report, "lost"), 0, "{url}");
+        assert_eq!(count(&report, "received"), count(&report, "expected"), "{url}");
+        let idle = harness(&[
+            "bench",
+            url,
+            "--cafile",
+            &cafile,
+            "--workload",
+            "idle",
+            "--connections",
+            "50",
+            "--hold",
+            "200ms",
+        ]);
+        assert_eq!(idle.status.code(), Some(0), "{url}: {}", text(&idle.stdout));
+        assert!(
+            text(&idle.stdout).contains("50 of 50 connected"),
+            "{url}: {}",
+            text(&idle.stdout)
+        );
+    }
+    // No CA file: the broker's certificate is not trusted.
+    let untrusted = harness(&["bench", &urls[0], "--rate", "100", "--duration", "1s"]);
+    let stderr = text(&untrusted.stderr);
+    assert_eq!(untrusted.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("TLS handshake") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let _ = stop.send(());
+    runtime.block_on(server).expect("the server stops");
+}

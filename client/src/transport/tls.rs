@@ -230,6 +230,6 @@ pub(crate) fn describe_handshake_error(error: io::Error, address: &str) -> io::E
 }
 
 /// The name to verify the broker's certificate against, and to send as SNI.
-pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, TlsSetupError> {
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsSetupError> {
     ServerName::try_from(host.to_owned()).map_err(|_| TlsSetupError(format!("`{host}` is not a valid TLS server name")))
 }

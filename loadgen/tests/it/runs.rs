@@ -37,10 +37,7 @@ fn workload(publishers: usize, subscribers: usize, qos: QoS, shape: Shape) -> Wo
 }
 
 fn target(address: std::net::SocketAddr) -> Target {
-    Target {
-        address,
-        url: format!("mqtt://{address}"),
-    }
+    Target::tcp(address, format!("mqtt://{address}"))
 }
 
 async fn run_quietly(workload: &Workload, target: &Target) -> Figures {
