@@ -16,11 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mqtt_client::transport::tls::{ServerTlsOptions, TlsSetupError};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use mqtt_client::transport::{ws, BoxedStream};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
@@ -139,7 +135,7 @@ pub struct MqttListener {
     spec: ListenSpec,
     handshake: Option<Arc<Handshake>>,
     handshake_timeout: Duration,
-    handshakes: JoinSet<Option<(AcceptedStream, SocketAddr)>>,
+    handshakes: JoinSet<Option<(BoxedStream, SocketAddr, Option<String>)>>,
 }
 
 /// The handshake a listener runs on each connection before MQTT starts.
@@ -238,60 +234,18 @@ impl MqttListener {
     }
 }
 
-/// A connection accepted by an [`MqttListener`], after its handshakes, with the name on its TLS
-/// client certificate.
-pub struct AcceptedStream {
-    stream: BoxedStream,
-    certificate_name: Option<String>,
-}
-
-impl AsyncRead for AcceptedStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for AcceptedStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-}
-
 impl Listener for MqttListener {
-    type Stream = AcceptedStream;
+    type Stream = BoxedStream;
 
-    fn certificate_name(stream: &AcceptedStream) -> Option<String> {
-        stream.certificate_name.clone()
+    async fn accept(&mut self) -> io::Result<(BoxedStream, SocketAddr)> {
+        let (stream, peer, _name) = self.accept_named().await?;
+        Ok((stream, peer))
     }
 
-    async fn accept(&mut self) -> io::Result<(AcceptedStream, SocketAddr)> {
+    async fn accept_named(&mut self) -> io::Result<(BoxedStream, SocketAddr, Option<String>)> {
         let Some(handshake) = self.handshake.clone() else {
             let (stream, peer) = <TcpListener as Listener>::accept(&mut self.tcp).await?;
-            let stream = AcceptedStream {
-                stream: Box::new(stream),
-                certificate_name: None,
-            };
-            return Ok((stream, peer));
+            return Ok((Box::new(stream), peer, None));
         };
         // Bounded: each pass starts one handshake or collects one.
         loop {
@@ -309,7 +263,7 @@ impl Listener for MqttListener {
                     let handshake = handshake.clone();
                     self.handshakes.spawn(async move {
                         match timeout(limit, handshake.run(stream)).await {
-                            Ok(Ok(stream)) => Some((stream, peer)),
+                            Ok(Ok((stream, name))) => Some((stream, peer, name)),
                             Ok(Err(error)) => {
                                 tracing::info!(%peer, %error, "handshake failed");
                                 None
@@ -331,7 +285,8 @@ impl Listener for MqttListener {
 }
 
 impl Handshake {
-    async fn run(&self, stream: TcpStream) -> io::Result<AcceptedStream> {
+    /// The handshakes; the stream, and the name on the client's certificate.
+    async fn run(&self, stream: TcpStream) -> io::Result<(BoxedStream, Option<String>)> {
         let name = |tls: &tokio_rustls::server::TlsStream<TcpStream>| {
             let certificates = tls.get_ref().1.peer_certificates()?;
             common_name(certificates.first()?.as_ref())
@@ -339,22 +294,14 @@ impl Handshake {
         Ok(match self {
             Handshake::Tls(acceptor) => {
                 let tls = acceptor.accept(stream).await.map_err(tls_error)?;
-                AcceptedStream {
-                    certificate_name: name(&tls),
-                    stream: Box::new(tls),
-                }
+                let certificate_name = name(&tls);
+                (Box::new(tls), certificate_name)
             }
-            Handshake::Ws { path } => AcceptedStream {
-                stream: Box::new(ws::accept(stream, path).await?),
-                certificate_name: None,
-            },
+            Handshake::Ws { path } => (Box::new(ws::accept(stream, path).await?), None),
             Handshake::Wss { tls, path } => {
                 let tls = tls.accept(stream).await.map_err(tls_error)?;
                 let certificate_name = name(&tls);
-                AcceptedStream {
-                    stream: Box::new(ws::accept(tls, path).await?),
-                    certificate_name,
-                }
+                (Box::new(ws::accept(tls, path).await?), certificate_name)
             }
         })
     }

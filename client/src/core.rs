@@ -257,6 +257,50 @@ impl ClientCore {
         &self.options
     }
 
+    /// Checks what must hold between any two inputs, cheaply enough to call after every step in
+    /// tests and fuzzing: the flows are consistent (no two in flight with one packet id, none
+    /// beyond the in-flight maximum), every flow has its request and no request lacks a flow, the
+    /// pending queue is within its bound, no request shares a packet id with a flow, and no more
+    /// topic aliases are in use than the server allows. The error says what broke.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.outgoing
+            .check_invariants()
+            .map_err(|error| format!("outgoing: {error}"))?;
+        self.incoming
+            .check_invariants()
+            .map_err(|error| format!("incoming: {error}"))?;
+        if self.pending.len() > self.options.pending_count_max {
+            return Err(format!(
+                "{} publishes pending, above {}",
+                self.pending.len(),
+                self.options.pending_count_max
+            ));
+        }
+        for packet_id in self.publish_tokens.keys() {
+            if self.outgoing.state(*packet_id).is_none() {
+                return Err(format!("a publish request ({packet_id}) has no flow"));
+            }
+        }
+        if self.publish_tokens.len() != self.outgoing.inflight_count() {
+            return Err(format!(
+                "{} flows, {} publish requests",
+                self.outgoing.inflight_count(),
+                self.publish_tokens.len()
+            ));
+        }
+        if let Some(packet_id) = self.requests.keys().find(|id| self.outgoing.state(**id).is_some()) {
+            return Err(format!("packet id {packet_id} is a request's and a flow's"));
+        }
+        let alias_maximum = usize::from(self.server.topic_alias_maximum);
+        if self.aliases_out.len() > alias_maximum {
+            return Err(format!(
+                "{} outgoing topic aliases, above the server's {alias_maximum}",
+                self.aliases_out.len()
+            ));
+        }
+        Ok(())
+    }
+
     pub fn version(&self) -> ProtocolVersion {
         self.options.version
     }

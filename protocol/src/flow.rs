@@ -692,6 +692,45 @@ impl OutgoingFlows {
         })
     }
 
+    /// Checks what must always hold, cheaply enough to call after every step in tests and
+    /// fuzzing: never more flows than the in-flight maximum, every flow's packet id allocated and
+    /// in the resend order exactly once, no packet id allocated without a flow, and the withheld
+    /// resends among the flows. The error says what broke.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.flows.len() > usize::from(self.inflight_count_max) {
+            return Err(format!(
+                "{} flows in flight, above the maximum of {}",
+                self.flows.len(),
+                self.inflight_count_max
+            ));
+        }
+        if self.order.len() != self.flows.len() || self.packet_ids.in_use_count() != self.flows.len() {
+            return Err(format!(
+                "{} flows, {} in the resend order, {} packet ids in use",
+                self.flows.len(),
+                self.order.len(),
+                self.packet_ids.in_use_count()
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for packet_id in self.order.values() {
+            if !self.flows.contains_key(packet_id) || !self.packet_ids.is_in_use(*packet_id) || !seen.insert(*packet_id)
+            {
+                return Err(format!(
+                    "packet id {packet_id} in the resend order is not one live flow"
+                ));
+            }
+        }
+        if let Some(sequence) = self
+            .resend_pending
+            .iter()
+            .find(|sequence| !self.order.contains_key(sequence))
+        {
+            return Err(format!("a withheld resend (sequence {sequence}) has no flow"));
+        }
+        Ok(())
+    }
+
     /// Discards every flow and frees every packet id, as when the session ends (Clean Start,
     /// or expiry).
     pub fn clear(&mut self) {
@@ -881,6 +920,18 @@ impl IncomingFlows {
     }
 
     /// How many QoS 2 ids are held.
+    /// Never more QoS 2 ids held than the Receive Maximum announced.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.held.len() > usize::from(self.receive_maximum) {
+            return Err(format!(
+                "{} QoS 2 ids held, above the Receive Maximum of {}",
+                self.held.len(),
+                self.receive_maximum
+            ));
+        }
+        Ok(())
+    }
+
     pub fn held_count(&self) -> usize {
         self.held.len()
     }

@@ -118,7 +118,7 @@ impl Broker {
         let in_progress = connection_auth.exchange.take();
         match (auth.reason_code, in_progress) {
             (ReasonCode::RE_AUTHENTICATE, None) => {
-                let same_user = scram::client_first_username(&data).ok() == username;
+                let same_user = scram::client_first_username(&data).ok().as_deref() == username.as_deref();
                 match self.scram_start(&data).filter(|_| same_user) {
                     Some((exchange, server_first)) => {
                         if let Some(connection_auth) = self

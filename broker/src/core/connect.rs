@@ -186,7 +186,7 @@ impl Broker {
             })
         });
         session.outgoing.set_send_quota(client_receive_maximum);
-        session.username = username;
+        session.username = username.map(String::into_boxed_str);
 
         // 5.0: the Server Keep Alive the CONNACK carries is the one in force (MQTT-3.1.2-21); 3.1.1
         // has no way to tell the client another, so its own is kept (3.1.1 MQTT-3.1.2-24).

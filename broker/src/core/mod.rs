@@ -396,6 +396,16 @@ impl Broker {
             })
             .collect();
         for (connection, version, connected) in connections {
+            // The session no longer has this connection (the broker stops: no will, no expiry
+            // timer; sessions live in memory and go with the process).
+            let client_id = self
+                .connections
+                .get(&connection)
+                .and_then(Connection::client_id)
+                .map(str::to_owned);
+            if let Some(session) = client_id.and_then(|client_id| self.sessions.get_mut(&client_id)) {
+                session.connection = None;
+            }
             if connected && version.is_v5() {
                 let disconnect = Disconnect {
                     reason_code: ReasonCode::SERVER_SHUTTING_DOWN,
@@ -405,6 +415,91 @@ impl Broker {
             }
             self.close(connection);
         }
+    }
+
+    /// Checks what must hold between any two inputs, cheaply enough to call after every step in
+    /// tests and fuzzing: connections and sessions point at each other, every queue and store is
+    /// within its bound, every session's flows are consistent (no two in flight with one packet
+    /// id, none beyond the in-flight maximum), and the subscription tree and the sessions agree.
+    /// The error says what broke.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let config = &self.config;
+        for (connection, state) in &self.connections {
+            if let ConnectionState::Connected { client_id } = &state.state {
+                let session = self
+                    .sessions
+                    .get(client_id)
+                    .ok_or_else(|| format!("connection {connection} of {client_id:?} has no session"))?;
+                if session.connection != Some(*connection) {
+                    return Err(format!(
+                        "connection {connection} is {client_id:?}'s, whose session names connection {:?}",
+                        session.connection
+                    ));
+                }
+            }
+        }
+        for (client_id, session) in &self.sessions {
+            if &session.client_id != client_id {
+                return Err(format!(
+                    "the session of {client_id:?} calls itself {:?}",
+                    session.client_id
+                ));
+            }
+            if let Some(connection) = session.connection {
+                let connected = self
+                    .connections
+                    .get(&connection)
+                    .and_then(Connection::client_id)
+                    .is_some_and(|connected| connected == client_id);
+                if !connected {
+                    return Err(format!(
+                        "the session of {client_id:?} names connection {connection}, which is not connected as it"
+                    ));
+                }
+            }
+            if session.queue.len() > config.queued_messages_max {
+                return Err(format!(
+                    "{client_id:?} queues {} messages, above {}",
+                    session.queue.len(),
+                    config.queued_messages_max
+                ));
+            }
+            if session.subscriptions.len() > config.subscriptions_per_client_max {
+                return Err(format!(
+                    "{client_id:?} holds {} subscriptions, above {}",
+                    session.subscriptions.len(),
+                    config.subscriptions_per_client_max
+                ));
+            }
+            session
+                .outgoing
+                .check_invariants()
+                .map_err(|error| format!("{client_id:?}, outgoing: {error}"))?;
+            session
+                .incoming
+                .check_invariants()
+                .map_err(|error| format!("{client_id:?}, incoming: {error}"))?;
+            for packet_id in session.shared_inflight.keys() {
+                if session.outgoing.state(*packet_id).is_none() {
+                    return Err(format!("{client_id:?}: shared delivery {packet_id} is not in flight"));
+                }
+            }
+        }
+        if self.retained.len() > config.retained_messages_max {
+            return Err(format!(
+                "{} retained messages, above {}",
+                self.retained.len(),
+                config.retained_messages_max
+            ));
+        }
+        let session_subscriptions: usize = self.sessions.values().map(|session| session.subscriptions.len()).sum();
+        if self.subscriptions.len() != session_subscriptions {
+            return Err(format!(
+                "the subscription tree holds {}, the sessions {session_subscriptions}",
+                self.subscriptions.len()
+            ));
+        }
+        Ok(())
     }
 
     // ---- outputs ---------------------------------------------------------------------------

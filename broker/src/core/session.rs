@@ -103,7 +103,7 @@ pub struct Session {
     pub will_due_at: Option<Instant>,
     /// The user name of the current (or last) connection, as authenticated: what the ACL is
     /// checked against, for deliveries made while it is offline too.
-    pub username: Option<String>,
+    pub username: Option<Box<str>>,
 }
 
 impl Session {

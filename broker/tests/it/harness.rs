@@ -110,6 +110,10 @@ impl Harness {
                 }
             }
         }
+        // What must hold between any two inputs (the fuzz target checks the same after every step).
+        if let Err(broken) = self.broker.check_invariants() {
+            panic!("an invariant of the core broke: {broken}");
+        }
     }
 
     /// Takes what `connection` was sent.
