@@ -220,6 +220,9 @@ pub struct ClientCore {
     aliases_out: BTreeMap<ByteStr, u16>,
     /// Incoming topic aliases of this connection.
     aliases_in: BTreeMap<u16, ByteStr>,
+    /// A packet this connection had to send did not fit the server's Maximum Packet Size: it was
+    /// not sent, and the connection ends at the next [`ClientCore::handle_timeout`].
+    oversized: Option<(String, Instant)>,
 }
 
 impl ClientCore {
@@ -250,6 +253,7 @@ impl ClientCore {
             ping_sent: None,
             aliases_out: BTreeMap::new(),
             aliases_in: BTreeMap::new(),
+            oversized: None,
         }
     }
 
@@ -290,6 +294,14 @@ impl ClientCore {
         }
         if let Some(packet_id) = self.requests.keys().find(|id| self.outgoing.state(**id).is_some()) {
             return Err(format!("packet id {packet_id} is a request's and a flow's"));
+        }
+        let in_use = self.outgoing.packet_ids_in_use_count();
+        if in_use != self.outgoing.inflight_count() + self.requests.len() {
+            return Err(format!(
+                "{in_use} packet ids in use for {} flows and {} requests",
+                self.outgoing.inflight_count(),
+                self.requests.len()
+            ));
         }
         let alias_maximum = usize::from(self.server.topic_alias_maximum);
         if self.aliases_out.len() > alias_maximum {
@@ -366,6 +378,15 @@ impl ClientCore {
 
     /// Checks deadlines: the CONNACK's, the PINGRESP's, and whether a PINGREQ is due.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Close> {
+        if let Some((description, _)) = self.oversized.take() {
+            if matches!(self.state, State::Connecting { .. } | State::Connected) {
+                self.state = State::Closing;
+                return Err(Close::ProtocolViolation {
+                    description,
+                    reason_code: None,
+                });
+            }
+        }
         match self.state {
             State::Connecting { deadline } if now >= deadline => {
                 self.state = State::Closing;
@@ -495,13 +516,33 @@ impl ClientCore {
     // ---- outputs ---------------------------------------------------------------------------
 
     /// The next packet to write. Outgoing topic aliases are applied here, per connection.
+    ///
+    /// Nothing past the server's Maximum Packet Size goes out (5.0 MQTT-3.2.2-15): a packet that
+    /// does not fit is dropped, and the connection ends at the next
+    /// [`ClientCore::handle_timeout`] (a server that announced less than a PINGREQ or an
+    /// acknowledgement needs cannot be served).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Packet> {
-        let mut packet = self.transmit.pop_front()?;
-        if let Packet::Publish(publish) = &mut packet {
-            self.apply_outgoing_alias(publish);
+        loop {
+            let mut packet = self.transmit.pop_front()?;
+            if let Packet::Publish(publish) = &mut packet {
+                self.apply_outgoing_alias(publish);
+            }
+            if let Some(maximum) = self.server.maximum_packet_size {
+                let size = mqtt_protocol::encoded_len(&packet, self.version()).unwrap_or(usize::MAX);
+                if size > maximum as usize {
+                    self.oversized.get_or_insert_with(|| {
+                        let description = format!(
+                            "a {} of {size} bytes does not fit the server's Maximum Packet Size of {maximum} (MQTT-3.2.2-15)",
+                            packet.packet_type()
+                        );
+                        (description, now)
+                    });
+                    continue;
+                }
+            }
+            self.last_sent = Some(now);
+            return Some(packet);
         }
-        self.last_sent = Some(now);
-        Some(packet)
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -510,6 +551,9 @@ impl ClientCore {
 
     /// When [`ClientCore::handle_timeout`] must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Some((_, at)) = &self.oversized {
+            return Some(*at);
+        }
         match self.state {
             State::Connecting { deadline } => Some(deadline),
             State::Connected => {
@@ -849,6 +893,7 @@ impl ClientCore {
 
     /// Drops what belongs to one connection (5.0 MQTT-3.3.2-7: topic aliases never outlive it).
     fn reset_connection(&mut self) {
+        self.oversized = None;
         self.aliases_out.clear();
         self.aliases_in.clear();
         self.ping_sent = None;

@@ -59,7 +59,11 @@ fn config(u: &mut Unstructured<'_>) -> arbitrary::Result<Config> {
         retained_messages_max: usize::from(small(u, 4)?),
         connect_timeout: Duration::from_secs(u64::from(small(u, 30)?)),
         topic_alias_maximum: u.int_in_range(0..=4)?,
-        server_keep_alive_s: if u.arbitrary()? { Some(u.int_in_range(1..=60)?) } else { None },
+        server_keep_alive_s: if u.arbitrary()? {
+            Some(u.int_in_range(1..=60)?)
+        } else {
+            None
+        },
         ..Config::default()
     })
 }
@@ -99,7 +103,9 @@ fuzz_target!(|input: &[u8]| {
                 );
             }
             Step::Packet { client, packet } => {
-                let Some(slot) = slots.get_mut(&(client % CLIENTS)) else { continue };
+                let Some(slot) = slots.get_mut(&(client % CLIENTS)) else {
+                    continue;
+                };
                 let version = match &packet {
                     Packet::Connect(connect) => connect.protocol,
                     _ => slot.context.version.unwrap_or(ProtocolVersion::V5),
@@ -112,7 +118,9 @@ fuzz_target!(|input: &[u8]| {
                 feed(&mut broker, now, slot);
             }
             Step::Bytes { client, bytes } => {
-                let Some(slot) = slots.get_mut(&(client % CLIENTS)) else { continue };
+                let Some(slot) = slots.get_mut(&(client % CLIENTS)) else {
+                    continue;
+                };
                 slot.buffer.extend_from_slice(&bytes);
                 feed(&mut broker, now, slot);
             }

@@ -28,23 +28,55 @@ enum Step {
     /// A typed packet from the server: encoded, then strictly decoded as the client reads it.
     ServerPacket(Packet),
     ServerBytes(Vec<u8>),
-    Publish { topic: u8, qos: u8, payload: Vec<u8>, retain: bool },
-    Subscribe { topic: u8, qos: u8 },
-    Unsubscribe { topic: u8 },
+    Publish {
+        topic: u8,
+        qos: u8,
+        payload: Vec<u8>,
+        retain: bool,
+    },
+    Subscribe {
+        topic: u8,
+        qos: u8,
+    },
+    Unsubscribe {
+        topic: u8,
+    },
     Disconnect,
     Lost,
-    Advance { ms: u16 },
+    Advance {
+        ms: u16,
+    },
 }
 
 fn options(u: &mut Unstructured<'_>) -> arbitrary::Result<ConnectOptions> {
     let mut options = ConnectOptions::new("fuzz");
-    options.version = if u.arbitrary()? { ProtocolVersion::V5 } else { ProtocolVersion::V3_1_1 };
+    options.version = if u.arbitrary()? {
+        ProtocolVersion::V5
+    } else {
+        ProtocolVersion::V3_1_1
+    };
     options.clean_start = u.arbitrary()?;
     options.keep_alive_s = u.int_in_range(0..=30)?;
-    options.session_expiry_interval_s = if u.arbitrary()? { Some(u.int_in_range(0..=60)?) } else { None };
-    options.receive_maximum = if u.arbitrary()? { Some(u.int_in_range(1..=4)?) } else { None };
-    options.maximum_packet_size = if u.arbitrary()? { Some(u.int_in_range(32..=4096)?) } else { None };
-    options.topic_alias_maximum = if u.arbitrary()? { Some(u.int_in_range(0..=4)?) } else { None };
+    options.session_expiry_interval_s = if u.arbitrary()? {
+        Some(u.int_in_range(0..=60)?)
+    } else {
+        None
+    };
+    options.receive_maximum = if u.arbitrary()? {
+        Some(u.int_in_range(1..=4)?)
+    } else {
+        None
+    };
+    options.maximum_packet_size = if u.arbitrary()? {
+        Some(u.int_in_range(32..=4096)?)
+    } else {
+        None
+    };
+    options.topic_alias_maximum = if u.arbitrary()? {
+        Some(u.int_in_range(0..=4)?)
+    } else {
+        None
+    };
     options.outgoing_topic_aliases = u.arbitrary()?;
     options.inflight_count_max = u.int_in_range(1..=4)?;
     options.pending_count_max = u.int_in_range(1..=8)?;
@@ -64,26 +96,39 @@ fuzz_target!(|input: &[u8]| {
     let mut now_ms: u64 = 0;
     let mut buffer = BytesMut::new();
     let context = DecodeContext::client(version);
+    // Whether a network connection is open: `connect` is for a client without one (its contract),
+    // and a close the core asks for ends it, as the I/O layer does.
+    let mut open = false;
     for _ in 0..STEPS_MAX {
         let Ok(step) = Step::arbitrary(&mut u) else { break };
         let now = start + Duration::from_millis(now_ms);
         match step {
             Step::Connect => {
-                buffer.clear();
-                core.connect(now);
+                if !open {
+                    buffer.clear();
+                    core.connect(now);
+                    open = true;
+                }
             }
             Step::ServerPacket(packet) => {
                 let mut bytes = BytesMut::new();
-                if encode(&packet, version, &mut bytes).is_ok() {
+                if open && encode(&packet, version, &mut bytes).is_ok() {
                     buffer.extend_from_slice(&bytes);
-                    feed(&mut core, now, &mut buffer, &context);
+                    open = feed(&mut core, now, &mut buffer, &context);
                 }
             }
             Step::ServerBytes(bytes) => {
-                buffer.extend_from_slice(&bytes);
-                feed(&mut core, now, &mut buffer, &context);
+                if open {
+                    buffer.extend_from_slice(&bytes);
+                    open = feed(&mut core, now, &mut buffer, &context);
+                }
             }
-            Step::Publish { topic, qos: level, payload, retain } => {
+            Step::Publish {
+                topic,
+                qos: level,
+                payload,
+                retain,
+            } => {
                 let mut message = Message::new(format!("fuzz/{}", topic % 4), Bytes::from(payload), qos(level));
                 message.retain = retain;
                 let _ = core.publish(message);
@@ -98,14 +143,30 @@ fuzz_target!(|input: &[u8]| {
             Step::Unsubscribe { topic } => {
                 let _ = core.unsubscribe(vec![format!("fuzz/{}", topic % 4)], Properties::default());
             }
-            Step::Disconnect => core.disconnect(ReasonCode::SUCCESS, Properties::default()),
+            Step::Disconnect => {
+                if open {
+                    // DISCONNECT goes out, then the I/O layer closes the connection.
+                    core.disconnect(ReasonCode::SUCCESS, Properties::default());
+                    drain(&mut core, now, version);
+                    buffer.clear();
+                    core.handle_connection_lost(now);
+                    open = false;
+                }
+            }
             Step::Lost => {
-                buffer.clear();
-                core.handle_connection_lost(now);
+                if open {
+                    buffer.clear();
+                    core.handle_connection_lost(now);
+                    open = false;
+                }
             }
             Step::Advance { ms } => {
                 now_ms += u64::from(ms);
-                let _ = core.handle_timeout(start + Duration::from_millis(now_ms));
+                let later = start + Duration::from_millis(now_ms);
+                if core.handle_timeout(later).is_err() && open {
+                    core.handle_connection_lost(later);
+                    open = false;
+                }
             }
         }
         drain(&mut core, start + Duration::from_millis(now_ms), version);
@@ -116,21 +177,22 @@ fuzz_target!(|input: &[u8]| {
     }
 });
 
-fn feed(core: &mut ClientCore, now: Instant, buffer: &mut BytesMut, context: &DecodeContext) {
+/// Decodes what the server sent and hands it to the core; false when the core closed the
+/// connection (which the I/O layer then reports lost).
+fn feed(core: &mut ClientCore, now: Instant, buffer: &mut BytesMut, context: &DecodeContext) -> bool {
     loop {
-        match decode(buffer, context) {
-            Ok(None) => return,
-            Ok(Some(packet)) => {
-                if core.handle_packet(now, packet).is_err() {
-                    buffer.clear();
-                    return;
-                }
-            }
+        let closed = match decode(buffer, context) {
+            Ok(None) => return true,
+            Ok(Some(packet)) => core.handle_packet(now, packet).is_err(),
             Err(error) => {
                 let _ = core.handle_decode_error(&error);
-                buffer.clear();
-                return;
+                true
             }
+        };
+        if closed {
+            buffer.clear();
+            core.handle_connection_lost(now);
+            return false;
         }
     }
 }

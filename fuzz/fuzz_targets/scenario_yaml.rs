@@ -13,6 +13,9 @@ fuzz_target!(|input: &[u8]| {
     if let Err(errors) = mqtt_scenarios::load::load_str(Path::new("fuzz/case.yaml"), text) {
         let message = errors.to_string();
         assert!(!message.is_empty(), "a rejection without a message");
-        assert!(message.contains("fuzz/case.yaml"), "a rejection that does not name the file: {message}");
+        assert!(
+            message.contains("fuzz/case.yaml"),
+            "a rejection that does not name the file: {message}"
+        );
     }
 });

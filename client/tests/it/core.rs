@@ -477,3 +477,32 @@ fn reconnect_backoff_doubles_from_the_initial_delay_and_stops_at_the_maximum() {
         "no overflow however long it runs"
     );
 }
+
+/// Found by the client_core fuzz target: a server that announced a Maximum Packet Size of 1 got a
+/// 2-byte PINGREQ. Nothing past the server's maximum goes out (5.0 MQTT-3.2.2-15): the packet is
+/// dropped and the connection ends, due at once.
+#[test]
+fn a_packet_past_the_servers_maximum_packet_size_is_not_sent_and_the_connection_ends() {
+    let start = Instant::now();
+    let properties = Properties::from(PropertyFields {
+        maximum_packet_size: Some(1),
+        ..PropertyFields::default()
+    });
+    let mut core = connected(ConnectOptions::new("c").keep_alive_s(10), start, properties);
+    core.handle_timeout(start + seconds(10)).unwrap();
+    assert!(
+        drain(&mut core, start + seconds(10)).is_empty(),
+        "the PINGREQ must not go out"
+    );
+    assert_eq!(
+        core.poll_timeout(),
+        Some(start + seconds(10)),
+        "the close is due at once"
+    );
+    match core.handle_timeout(start + seconds(10)) {
+        Err(Close::ProtocolViolation { description, .. }) => {
+            assert!(description.contains("Maximum Packet Size of 1"), "{description}")
+        }
+        other => panic!("expected the connection to end, got {other:?}"),
+    }
+}
