@@ -193,13 +193,30 @@ async fn answer(
     Ok(())
 }
 
-/// A connection signed in with SCRAM-SHA-256, or why the case does not apply.
-async fn signed_in(context: &Context, user: &str, password: &str) -> Result<Result<Probe, Finding>, Failure> {
+/// A connection whose CONNECT started a SCRAM-SHA-256 exchange as the run's user, signing with
+/// `password` (the run's when `None`), and the broker's challenge; or why the case does not apply.
+async fn challenged(
+    context: &Context,
+    password: Option<&str>,
+) -> Result<Result<(Probe, ClientExchange, Auth), Finding>, Failure> {
+    let (user, own) = match credentials(context) {
+        Ok(credentials) => credentials,
+        Err(finding) => return Ok(Err(finding)),
+    };
     let mut probe = context.open("scram").await?;
-    let mut client = ClientExchange::new(user, password.as_bytes(), &scram::random_nonce());
-    let challenge = match start(context, &mut probe, &client).await? {
-        Challenge::Auth(challenge) => challenge,
-        Challenge::Declined(finding) => return Ok(Err(finding)),
+    let password = password.unwrap_or(&own);
+    let client = ClientExchange::new(&user, password.as_bytes(), &scram::random_nonce());
+    match start(context, &mut probe, &client).await? {
+        Challenge::Auth(challenge) => Ok(Ok((probe, client, challenge))),
+        Challenge::Declined(finding) => Ok(Err(finding)),
+    }
+}
+
+/// A connection signed in with SCRAM-SHA-256, or why the case does not apply.
+async fn signed_in(context: &Context) -> Result<Result<Probe, Finding>, Failure> {
+    let (mut probe, mut client, challenge) = match challenged(context, None).await? {
+        Ok(challenged) => challenged,
+        Err(finding) => return Ok(Err(finding)),
     };
     answer(&mut probe, &mut client, &challenge, ReasonCode::CONTINUE_AUTHENTICATION).await?;
     match probe.receive(context.wait()).await? {
@@ -213,15 +230,9 @@ async fn signed_in(context: &Context, user: &str, password: &str) -> Result<Resu
 }
 
 async fn scram_exchange_names_the_method(context: Context) -> Result<Finding, Failure> {
-    let (user, password) = match credentials(&context) {
-        Ok(credentials) => credentials,
+    let (mut probe, mut client, challenge) = match challenged(&context, None).await? {
+        Ok(challenged) => challenged,
         Err(finding) => return Ok(finding),
-    };
-    let mut probe = context.open("scram").await?;
-    let mut client = ClientExchange::new(&user, password.as_bytes(), &scram::random_nonce());
-    let challenge = match start(&context, &mut probe, &client).await? {
-        Challenge::Auth(challenge) => challenge,
-        Challenge::Declined(finding) => return Ok(finding),
     };
     answer(&mut probe, &mut client, &challenge, ReasonCode::CONTINUE_AUTHENTICATION).await?;
     let connack = match probe.receive(context.wait()).await? {
@@ -288,31 +299,19 @@ async fn judge_refused(context: &Context, probe: &mut Probe, what: &str) -> Resu
 }
 
 async fn scram_wrong_proof_refused(context: Context) -> Result<Finding, Failure> {
-    let (user, password) = match credentials(&context) {
-        Ok(credentials) => credentials,
+    let wrong = format!("{}-not", context.names.password.as_deref().unwrap_or_default());
+    let (mut probe, mut client, challenge) = match challenged(&context, Some(&wrong)).await? {
+        Ok(challenged) => challenged,
         Err(finding) => return Ok(finding),
-    };
-    let mut probe = context.open("scram").await?;
-    let wrong = format!("{password}-not");
-    let mut client = ClientExchange::new(&user, wrong.as_bytes(), &scram::random_nonce());
-    let challenge = match start(&context, &mut probe, &client).await? {
-        Challenge::Auth(challenge) => challenge,
-        Challenge::Declined(finding) => return Ok(finding),
     };
     answer(&mut probe, &mut client, &challenge, ReasonCode::CONTINUE_AUTHENTICATION).await?;
     judge_refused(&context, &mut probe, "a SCRAM-SHA-256 proof made with a wrong password").await
 }
 
 async fn auth_answer_without_continue_refused(context: Context) -> Result<Finding, Failure> {
-    let (user, password) = match credentials(&context) {
-        Ok(credentials) => credentials,
+    let (mut probe, mut client, challenge) = match challenged(&context, None).await? {
+        Ok(challenged) => challenged,
         Err(finding) => return Ok(finding),
-    };
-    let mut probe = context.open("scram").await?;
-    let mut client = ClientExchange::new(&user, password.as_bytes(), &scram::random_nonce());
-    let challenge = match start(&context, &mut probe, &client).await? {
-        Challenge::Auth(challenge) => challenge,
-        Challenge::Declined(finding) => return Ok(finding),
     };
     // The right proof, under the wrong reason code.
     answer(&mut probe, &mut client, &challenge, ReasonCode::RE_AUTHENTICATE).await?;
@@ -329,7 +328,7 @@ async fn reauthentication_ends_in_success(context: Context) -> Result<Finding, F
         Ok(credentials) => credentials,
         Err(finding) => return Ok(finding),
     };
-    let mut probe = match signed_in(&context, &user, &password).await? {
+    let mut probe = match signed_in(&context).await? {
         Ok(probe) => probe,
         Err(finding) => return Ok(finding),
     };
@@ -403,7 +402,7 @@ async fn reauthentication_wrong_proof_closes(context: Context) -> Result<Finding
         Ok(credentials) => credentials,
         Err(finding) => return Ok(finding),
     };
-    let mut probe = match signed_in(&context, &user, &password).await? {
+    let mut probe = match signed_in(&context).await? {
         Ok(probe) => probe,
         Err(finding) => return Ok(finding),
     };
@@ -448,7 +447,7 @@ async fn reauthentication_with_another_method_closes(context: Context) -> Result
         Ok(credentials) => credentials,
         Err(finding) => return Ok(finding),
     };
-    let mut probe = match signed_in(&context, &user, &password).await? {
+    let mut probe = match signed_in(&context).await? {
         Ok(probe) => probe,
         Err(finding) => return Ok(finding),
     };
