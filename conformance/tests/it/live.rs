@@ -55,6 +55,62 @@ fn describe_failures(run: &CheckRun) -> String {
         .join("\n\n")
 }
 
+/// mosquitto over WebSocket: the §6 cases' verdicts match conformance/expected/mosquitto-2.0-websocket.yaml
+/// (it takes text frames as MQTT bytes).
+#[test]
+fn mosquitto_over_websocket_matches_its_expectations_file() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let ws_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let config = MosquittoConfig {
+        extra_lines: vec![
+            format!("listener {ws_port} 127.0.0.1"),
+            "protocol websockets".to_owned(),
+        ],
+        ..MosquittoConfig::default()
+    };
+    let mosquitto = runtime.block_on(Mosquitto::start(config)).expect("mosquitto starts");
+    let address: std::net::SocketAddr = format!("127.0.0.1:{ws_port}").parse().expect("an address");
+    // Bounded: mosquitto opens its listeners together; the plain one already answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect(address).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mosquitto's WebSocket listener never opened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let url = format!("ws://{address}/mqtt");
+    let endpoint = Endpoint::new(url.parse().expect("a URL"), address, Default::default()).expect("an endpoint");
+    let options = CheckOptions {
+        only: vec!["6".into()],
+        ..CheckOptions::default()
+    };
+    let run = check(endpoint, &url, &cases(), &options, &|| {}).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(run.cases.len(), 6, "the three §6 cases in both versions");
+    let mut report = Report::new(Kind::Check, "test", "2026-01-01T00:00:00Z", url);
+    for case in run.cases.clone() {
+        report.push(case);
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("expected/mosquitto-2.0-websocket.yaml");
+    let expectations = Expectations::load(&path).unwrap_or_else(|error| panic!("{error}"));
+    let comparison = compare(&report, &expectations);
+    let mismatches: Vec<String> = comparison.mismatches.iter().map(ToString::to_string).collect();
+    assert!(
+        comparison.is_match(),
+        "mosquitto's verdicts differ from {}:\n{}\n\nfailures:\n{}",
+        path.display(),
+        mismatches.join("\n"),
+        describe_failures(&run)
+    );
+    drop(mosquitto);
+}
+
 /// Strict: the SHOULD cases count too. A reference broker meets the SHOULDs as well as the MUSTs,
 /// or broker/ERRORS.md says why it deliberately differs (nothing does today).
 #[test]
