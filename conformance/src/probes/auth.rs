@@ -212,15 +212,19 @@ async fn challenged(
     }
 }
 
-/// A connection signed in with SCRAM-SHA-256, or why the case does not apply.
-async fn signed_in(context: &Context) -> Result<Result<Probe, Finding>, Failure> {
+/// A connection signed in with SCRAM-SHA-256, with the run's user name and password; or why the
+/// case does not apply.
+async fn signed_in(context: &Context) -> Result<Result<(Probe, String, String), Finding>, Failure> {
     let (mut probe, mut client, challenge) = match challenged(context, None).await? {
         Ok(challenged) => challenged,
         Err(finding) => return Ok(Err(finding)),
     };
     answer(&mut probe, &mut client, &challenge, ReasonCode::CONTINUE_AUTHENTICATION).await?;
     match probe.receive(context.wait()).await? {
-        Packet::ConnAck(connack) if connack.reason_code == ReasonCode::SUCCESS => Ok(Ok(probe)),
+        Packet::ConnAck(connack) if connack.reason_code == ReasonCode::SUCCESS => {
+            let (user, password) = credentials(context).unwrap_or_default();
+            Ok(Ok((probe, user, password)))
+        }
         other => Err(Failure::expected(
             "SCRAM-SHA-256 with the run's credentials: not signed in (are -u/-P a SCRAM user of the broker?)",
             "CONNACK 0x00",
@@ -324,12 +328,8 @@ async fn auth_answer_without_continue_refused(context: Context) -> Result<Findin
 }
 
 async fn reauthentication_ends_in_success(context: Context) -> Result<Finding, Failure> {
-    let (user, password) = match credentials(&context) {
-        Ok(credentials) => credentials,
-        Err(finding) => return Ok(finding),
-    };
-    let mut probe = match signed_in(&context).await? {
-        Ok(probe) => probe,
+    let (mut probe, user, password) = match signed_in(&context).await? {
+        Ok(signed_in) => signed_in,
         Err(finding) => return Ok(finding),
     };
     let mut client = ClientExchange::new(&user, password.as_bytes(), &scram::random_nonce());
@@ -398,12 +398,8 @@ async fn judge_disconnected(context: &Context, probe: &mut Probe, what: &str) ->
 }
 
 async fn reauthentication_wrong_proof_closes(context: Context) -> Result<Finding, Failure> {
-    let (user, password) = match credentials(&context) {
-        Ok(credentials) => credentials,
-        Err(finding) => return Ok(finding),
-    };
-    let mut probe = match signed_in(&context).await? {
-        Ok(probe) => probe,
+    let (mut probe, user, password) = match signed_in(&context).await? {
+        Ok(signed_in) => signed_in,
         Err(finding) => return Ok(finding),
     };
     let wrong = format!("{password}-not");
@@ -443,12 +439,8 @@ async fn reauthentication_wrong_proof_closes(context: Context) -> Result<Finding
 }
 
 async fn reauthentication_with_another_method_closes(context: Context) -> Result<Finding, Failure> {
-    let (user, password) = match credentials(&context) {
-        Ok(credentials) => credentials,
-        Err(finding) => return Ok(finding),
-    };
-    let mut probe = match signed_in(&context).await? {
-        Ok(probe) => probe,
+    let (mut probe, user, password) = match signed_in(&context).await? {
+        Ok(signed_in) => signed_in,
         Err(finding) => return Ok(finding),
     };
     let client = ClientExchange::new(&user, password.as_bytes(), &scram::random_nonce());

@@ -55,6 +55,26 @@ fn describe_failures(run: &CheckRun) -> String {
         .join("\n\n")
 }
 
+/// The run's verdicts match the expectations file at `file` (relative to this crate), or the
+/// mismatches and the failures' traces are the panic message.
+fn assert_matches_expectations(run: &CheckRun, url: &str, file: &str) {
+    let mut report = Report::new(Kind::Check, "test", "2026-01-01T00:00:00Z", url.to_owned());
+    for case in run.cases.clone() {
+        report.push(case);
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(file);
+    let expectations = Expectations::load(&path).unwrap_or_else(|error| panic!("{error}"));
+    let comparison = compare(&report, &expectations);
+    let mismatches: Vec<String> = comparison.mismatches.iter().map(ToString::to_string).collect();
+    assert!(
+        comparison.is_match(),
+        "mosquitto's verdicts differ from {}:\n{}\n\nfailures:\n{}",
+        path.display(),
+        mismatches.join("\n"),
+        describe_failures(run)
+    );
+}
+
 /// mosquitto over WebSocket: the §6 cases' verdicts match conformance/expected/mosquitto-2.0-websocket.yaml
 /// (it takes text frames as MQTT bytes).
 #[test]
@@ -93,21 +113,7 @@ fn mosquitto_over_websocket_matches_its_expectations_file() {
     };
     let run = check(endpoint, &url, &cases(), &options, &|| {}).unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(run.cases.len(), 6, "the three §6 cases in both versions");
-    let mut report = Report::new(Kind::Check, "test", "2026-01-01T00:00:00Z", url);
-    for case in run.cases.clone() {
-        report.push(case);
-    }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("expected/mosquitto-2.0-websocket.yaml");
-    let expectations = Expectations::load(&path).unwrap_or_else(|error| panic!("{error}"));
-    let comparison = compare(&report, &expectations);
-    let mismatches: Vec<String> = comparison.mismatches.iter().map(ToString::to_string).collect();
-    assert!(
-        comparison.is_match(),
-        "mosquitto's verdicts differ from {}:\n{}\n\nfailures:\n{}",
-        path.display(),
-        mismatches.join("\n"),
-        describe_failures(&run)
-    );
+    assert_matches_expectations(&run, &url, "expected/mosquitto-2.0-websocket.yaml");
     drop(mosquitto);
 }
 
@@ -144,21 +150,7 @@ fn mosquitto_matches_its_expectations_file() {
         &|| {},
     )
     .unwrap_or_else(|error| panic!("{error}"));
-    let mut report = Report::new(Kind::Check, "test", "2026-01-01T00:00:00Z", mosquitto.url());
-    for case in run.cases.clone() {
-        report.push(case);
-    }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("expected/mosquitto-2.0.yaml");
-    let expectations = Expectations::load(&path).unwrap_or_else(|error| panic!("{error}"));
-    let comparison = compare(&report, &expectations);
-    let mismatches: Vec<String> = comparison.mismatches.iter().map(ToString::to_string).collect();
-    assert!(
-        comparison.is_match(),
-        "mosquitto's verdicts differ from {}:\n{}\n\nfailures:\n{}",
-        path.display(),
-        mismatches.join("\n"),
-        describe_failures(&run)
-    );
+    assert_matches_expectations(&run, &mosquitto.url(), "expected/mosquitto-2.0.yaml");
     drop(mosquitto);
 }
 
