@@ -47,6 +47,12 @@
 //! waits for the core to close the connection; if the core has not done so within
 //! [`ServerOptions::decode_error_close_timeout`], the server closes it itself and tells the core.
 //!
+//! A packet once begun must be whole within [`ServerOptions::packet_timeout`] (the clock restarts
+//! with every packet that completes, and stops while the broker task holds the client back): a
+//! client that promises bytes it never sends, with keep alive 0 and so no keep-alive timer, or
+//! that trickles a packet byte by byte, loses its connection (the core is told, as for a lost
+//! connection: its will is published) instead of holding a partial buffer forever.
+//!
 //! On shutdown the accept tasks stop (the listeners close), the core is told
 //! ([`Broker::handle_shutdown`]: 5.0 clients get DISCONNECT 0x8B Server shutting down), every
 //! connection is closed as above, and the connections get [`ServerOptions::shutdown_timeout`] to
@@ -146,6 +152,10 @@ impl Listener for TcpListener {
 /// broker with cores of its own can take more (`--threads 0`: one per core).
 pub const WORKER_THREADS_DEFAULT: usize = 1;
 
+/// [`ServerOptions::packet_timeout`] by default: 1 MiB (the default maximum packet size) at
+/// 52 KiB/s, and the keep-alive bound of a 13 s keep alive.
+pub const PACKET_TIMEOUT_DEFAULT: Duration = Duration::from_secs(20);
+
 /// The server's own deadlines and queue sizes (the broker's limits are in [`crate::Config`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerOptions {
@@ -158,6 +168,9 @@ pub struct ServerOptions {
     /// How long a connection whose packet failed decoding waits for the core to close it before
     /// the server closes it itself.
     pub decode_error_close_timeout: Duration,
+    /// How long a packet may take from its first byte to its last before the connection is
+    /// closed (see the module docs): a bound on a partial buffer held for a client that stalls.
+    pub packet_timeout: Duration,
     /// On shutdown, how long the connections get to flush (the 5.0 DISCONNECT 0x8B) before every
     /// remaining connection task is aborted.
     pub shutdown_timeout: Duration,
@@ -176,6 +189,7 @@ impl Default for ServerOptions {
             close_timeout: Duration::from_secs(5),
             linger: Duration::from_secs(1),
             decode_error_close_timeout: Duration::from_secs(5),
+            packet_timeout: PACKET_TIMEOUT_DEFAULT,
             shutdown_timeout: Duration::from_secs(2),
             inbound_capacity: 1024,
             sys_interval: None,
@@ -484,7 +498,7 @@ impl BrokerTask {
             encoded_count: 0,
             writing_done: false,
             close: None,
-            decode_error_deadline: None,
+            read_deadline: None,
         });
         self.connections.insert(connection, ConnectionHandle { shared });
         tracing::debug!(connection, %peer, "connection opened");
@@ -819,8 +833,10 @@ struct ConnectionTask<S> {
     writing_done: bool,
     /// The broker task closed the connection; from then on nothing read is handed to it.
     close: Option<Box<Closing>>,
-    /// After a decode error: when the server stops waiting for the core to close the connection.
-    decode_error_deadline: Option<Pin<Box<Sleep>>>,
+    /// While reading, with a packet begun in `read_buffer`: when it must be whole
+    /// ([`ServerOptions::packet_timeout`]). After a decode error: when the server stops waiting for
+    /// the core to close the connection. (One field for both keeps the task small.)
+    read_deadline: Option<Pin<Box<Sleep>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -916,11 +932,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
     /// Decodes what is buffered and hands it over, until the buffer needs more bytes or a forward
     /// waits for room.
     fn decode_buffered(&mut self) {
+        let mut decoded_any = false;
         // Bounded: each packet decoded takes at least two bytes off the buffer.
         while self.reading == Reading::Open && self.forwarding.is_none() {
             match decode(&mut self.read_buffer, &self.context) {
-                Ok(None) => return,
+                Ok(None) => {
+                    self.arm_packet_deadline(decoded_any);
+                    return;
+                }
                 Ok(Some(mut packet)) => {
+                    decoded_any = true;
                     if let Packet::Connect(connect) = packet {
                         if self.context.version.is_none() {
                             self.context = self.context.with_version(connect.protocol);
@@ -938,12 +959,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
                     tracing::debug!(connection = self.connection, %error, "decode error");
                     self.reading = Reading::Stopped;
                     self.read_buffer = BytesMut::new();
-                    self.decode_error_deadline = Some(Box::pin(sleep(self.common.options.decode_error_close_timeout)));
+                    self.read_deadline = Some(Box::pin(sleep(self.common.options.decode_error_close_timeout)));
                     if !self.forward(Inbound::DecodeError(Box::new(error))) {
                         self.reading = Reading::Ended;
                     }
                 }
             }
+        }
+        if self.reading == Reading::Open {
+            // Held back by the broker task: the client is not the one who is slow.
+            self.read_deadline = None;
+        }
+    }
+
+    /// The buffer waits for more bytes: with a packet begun, its deadline runs (restarted when a
+    /// packet just completed); with nothing buffered, there is none.
+    fn arm_packet_deadline(&mut self, restart: bool) {
+        if self.read_buffer.is_empty() {
+            self.read_deadline = None;
+            return;
+        }
+        let timeout = self.common.options.packet_timeout;
+        match &mut self.read_deadline {
+            Some(deadline) if restart => deadline.as_mut().reset(Instant::now() + timeout),
+            Some(_) => {}
+            None => self.read_deadline = Some(Box::pin(sleep(timeout))),
         }
     }
 
@@ -1123,7 +1163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
         if newly_closed {
             // MQTT-3.1.4-6: nothing after a refused CONNECT is processed; nothing after any close.
             this.forwarding = None;
-            this.decode_error_deadline = None;
+            this.read_deadline = None;
             this.read_buffer = BytesMut::new();
             this.close = Some(Box::new(Closing {
                 abandon: Box::pin(sleep(this.common.options.close_timeout)),
@@ -1136,13 +1176,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for ConnectionTask<S> {
         match &mut this.close {
             None => {
                 this.poll_read_side(cx);
-                if let Some(deadline) = &mut this.decode_error_deadline {
+                if let Some(deadline) = &mut this.read_deadline {
                     if deadline.as_mut().poll(cx).is_ready() {
-                        this.decode_error_deadline = None;
-                        tracing::warn!(
-                            connection = this.connection,
-                            "the core did not close the connection after a decode error"
-                        );
+                        this.read_deadline = None;
+                        if this.reading == Reading::Open {
+                            tracing::debug!(
+                                connection = this.connection,
+                                "a packet was not whole within the packet timeout: closing"
+                            );
+                            this.read_buffer = BytesMut::new();
+                        } else {
+                            tracing::warn!(
+                                connection = this.connection,
+                                "the core did not close the connection after a decode error"
+                            );
+                        }
                         this.reading = Reading::Ended;
                         this.forward(Inbound::Closed);
                         // The forward may wait for room.

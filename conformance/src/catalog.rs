@@ -79,6 +79,9 @@ impl Case {
 
     /// Its id in `version`: its first statement there, and its name.
     pub fn id(&self, version: ProtocolVersion) -> String {
+        if self.section == crate::robustness::SECTION {
+            return format!("{}/{}", self.section, self.name);
+        }
         match self.statements_for(version).first() {
             Some(statement) => format!("{statement}/{}", self.name),
             None => format!("MQTT-{}/{}", self.section, self.name),

@@ -161,6 +161,9 @@ pub struct Context {
     pub clock: Clock,
     /// Every connection's wire, by client name, so the runner can check what the broker sent.
     pub wires: RefCell<Vec<(String, Wire)>>,
+    /// What the case measured or saw that is worth reporting whatever its verdict (the figures of
+    /// a robustness case): the report's notes.
+    pub notes: std::rc::Rc<RefCell<Vec<String>>>,
 }
 
 impl Context {
@@ -197,6 +200,12 @@ impl Context {
 
     /// A TCP connection to the broker, recorded under `client`, with nothing sent yet.
     pub async fn open(&self, client: &str) -> Result<Probe, Failure> {
+        self.open_with(client, ProbeOptions::client().with_version(self.version))
+            .await
+    }
+
+    /// [`Context::open`] with the probe's options given (a send timeout, say).
+    pub async fn open_with(&self, client: &str, options: ProbeOptions) -> Result<Probe, Failure> {
         let wire = Wire::default();
         self.wires.borrow_mut().push((client.to_owned(), wire.clone()));
         let dialer = RecordingDialer {
@@ -211,7 +220,6 @@ impl Context {
             .await
             .map_err(|_| Failure::new(format!("no connection to {} within {:?}", self.broker, self.wait())))?
             .map_err(|error| Failure::new(format!("cannot connect to {}: {error}", self.broker)))?;
-        let options = ProbeOptions::client().with_version(self.version);
         Ok(Probe::new(stream, options))
     }
 
@@ -256,6 +264,11 @@ impl Context {
     /// [`Context::connect`] with [`Context::connect_packet`].
     pub async fn connected(&self, client: &str) -> Result<Probe, Failure> {
         self.connect(client, self.connect_packet(client)).await
+    }
+
+    /// Adds a note to the case's report.
+    pub fn note(&self, note: String) {
+        self.notes.borrow_mut().push(note);
     }
 
     /// The time since the case started.

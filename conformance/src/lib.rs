@@ -12,6 +12,8 @@
 //! | [`discover`] | what the broker offers, per version: its CONNACK, and probing where 3.1.1 says nothing |
 //! | [`limits`] | `check --discover`: the broker's limits, found by bounded searches |
 //! | [`runner`] | discovery, then every selected case in every version, concurrent then serial, each bounded |
+//! | [`robustness`] | `check --robustness`: hostile but bounded traffic, each case watched by a side client and the broker's memory |
+//! | [`netfuzz`] | `check --fuzz`: sessions recorded from the scenario library, mutated from a seed and sent to a broker, its health checked after each |
 //! | [`coverage`] | which statements the catalog covers, and why the others are not (`statements/classification.tsv`) |
 //!
 //! Known deviations of third-party brokers live in `expected/<broker>.yaml` (the expectations
@@ -22,7 +24,9 @@ pub mod context;
 pub mod coverage;
 pub mod discover;
 pub mod limits;
+pub mod netfuzz;
 pub mod probes;
+pub mod robustness;
 pub mod runner;
 pub mod statements;
 

@@ -22,6 +22,7 @@ use tokio::time::{timeout, Instant};
 use crate::catalog::{Body, Case};
 use crate::context::{Context, Endpoint, Failure, Finding};
 use crate::discover::{discover, Capabilities};
+use crate::robustness::watch::{Watch, Watcher, QUIET};
 
 /// The longest one probe case may take, before scaling.
 const PROBE_CASE_MAX: Duration = Duration::from_secs(60);
@@ -46,6 +47,9 @@ pub struct CheckOptions {
     /// The enhanced authentication method the broker offers for `username` / `password` (5.0
     /// §4.12; `SCRAM-SHA-256` is the one the harness speaks): its cases run only with it.
     pub auth_method: Option<String>,
+    /// `check --robustness`: each case runs inside a watch (a side client's round trips, the
+    /// broker's memory), which fails it when service or memory is lost.
+    pub watch: Option<Watch>,
 }
 
 impl Default for CheckOptions {
@@ -62,6 +66,7 @@ impl Default for CheckOptions {
             username: None,
             password: None,
             auth_method: None,
+            watch: None,
         }
     }
 }
@@ -107,8 +112,13 @@ pub fn selected(catalog: &[Case], options: &CheckOptions) -> Vec<(usize, Protoco
 
 /// The command that reruns one case.
 pub fn rerun_command(url: &str, case: &Case, version: ProtocolVersion) -> String {
+    let robustness = if case.section == crate::robustness::SECTION {
+        " --robustness"
+    } else {
+        ""
+    };
     format!(
-        "mqtt-harness check {url} --only {}:{} --protocol {}",
+        "mqtt-harness check{robustness} {url} --only {}:{} --protocol {}",
         version_name(version),
         case.id(version),
         version_name(version)
@@ -332,27 +342,47 @@ impl Runner<'_> {
                 (report, run.outcome.behaviour.clone())
             }
             Body::Probe(run) => {
-                let start = Instant::now();
                 let id = crate::run_id();
+                let names = Names {
+                    topic_prefix: format!("mh/{id}/"),
+                    client_id_prefix: format!("mh{id}-"),
+                    username: options.username.clone(),
+                    password: options.password.clone(),
+                };
+                let scale = options.timeout_scale.max(0.01);
+                let mut watcher = None;
+                if let Some(watch) = options.watch {
+                    let wait = crate::context::WAIT.mul_f64(scale);
+                    match Watcher::start(broker.clone(), version, names.clone(), watch, wait).await {
+                        Ok(started) => watcher = Some(started),
+                        Err(error) => {
+                            let mut report = base_case(case, version, Verdict::Fail, command);
+                            report.evidence.message = format!("before the case: {error}");
+                            return (report, Vec::new());
+                        }
+                    }
+                    tokio::time::sleep(QUIET).await;
+                }
+                let start = Instant::now();
+                let notes: std::rc::Rc<std::cell::RefCell<Vec<String>>> = Default::default();
                 let context = Context {
                     version,
                     broker: broker.clone(),
-                    names: Names {
-                        topic_prefix: format!("mh/{id}/"),
-                        client_id_prefix: format!("mh{id}-"),
-                        username: options.username.clone(),
-                        password: options.password.clone(),
-                    },
+                    names,
                     capabilities: capabilities.cloned().unwrap_or_else(|| Capabilities::all(version)),
                     auth_method: options.auth_method.clone(),
                     strict: options.strict,
-                    scale: options.timeout_scale.max(0.01),
+                    scale,
                     tolerance: options.tolerance,
                     trace: Trace::default(),
                     clock: Clock::new(move || start.elapsed()),
                     wires: Default::default(),
+                    notes: notes.clone(),
                 };
                 let trace = context.trace.clone();
+                if let Some(watcher) = &mut watcher {
+                    watcher.case_starts();
+                }
                 let bound = PROBE_CASE_MAX.mul_f64(options.timeout_scale.max(1.0));
                 let local = tokio::task::LocalSet::new();
                 let future = (run)(context);
@@ -364,6 +394,20 @@ impl Runner<'_> {
                     ))),
                 };
                 let result = result.and_then(|finding| malformed(&trace).map_or(Ok(finding), Err));
+                let mut notes = notes.take();
+                let result = match watcher {
+                    Some(mut watcher) => {
+                        watcher.case_ends();
+                        tokio::time::sleep(QUIET).await;
+                        let (watched, lost) = watcher.finish();
+                        notes.extend(watched);
+                        match (result, lost) {
+                            (Ok(_), Some(failure)) => Err(failure),
+                            (result, _) => result,
+                        }
+                    }
+                    None => result,
+                };
                 let verdict = match &result {
                     Ok(Finding::Pass) => Verdict::Pass,
                     Ok(Finding::Informational(_)) => Verdict::Informational,
@@ -373,7 +417,7 @@ impl Runner<'_> {
                 };
                 let mut report = base_case(case, version, verdict, command);
                 report.duration_ms = started.elapsed().as_millis() as u64;
-                report.evidence = match result {
+                let mut evidence = match result {
                     Ok(Finding::Pass) => Evidence::default(),
                     Ok(Finding::Informational(note)) => Evidence {
                         notes: vec![note],
@@ -395,6 +439,8 @@ impl Runner<'_> {
                         trace: trace_lines(&trace),
                     },
                 };
+                evidence.notes.extend(notes);
+                report.evidence = evidence;
                 (profile(case, report), Vec::new())
             }
         }

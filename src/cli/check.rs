@@ -10,13 +10,18 @@ use mqtt_broker::Config;
 use mqtt_conformance::catalog::{self, catalog, section_of};
 use mqtt_conformance::context::Endpoint;
 use mqtt_conformance::coverage::{coverage, VersionCoverage};
+use mqtt_conformance::robustness::{self, watch::Watch, watch::MEMORY_GROWTH_MAX_KIB};
 use mqtt_conformance::runner::{self, CheckOptions};
+use mqtt_loadgen::system::Process;
+use mqtt_loadgen::workload::parse_duration;
 use mqtt_protocol::ProtocolVersion;
 use mqtt_reports::{compare, Expectations, Kind, Verdict};
 use mqtt_scenarios::live::{ReferenceBroker, TOLERANCE_DEFAULT};
 use mqtt_scenarios::scenario::version_name;
 use serde_json::json;
 
+use super::child_broker::ChildBroker;
+use super::fuzz;
 use super::output::{self, colour, verdict_label};
 use super::{reach, Protocol, TlsArgs, EXIT_USAGE};
 
@@ -91,6 +96,37 @@ pub struct Args {
     /// Read the YAML cases from DIR instead of the built-in catalog (for writing cases).
     #[arg(long, value_name = "DIR")]
     pub cases: Option<PathBuf>,
+    /// Run the robustness suite instead of the conformance catalog: truncated and stalled packets,
+    /// slow-loris CONNECTs, property floods, subscription and connection floods, QoS 2 ids never
+    /// released, publish storms; each beside a side client whose round trips before, during and
+    /// after are reported. Opt-in: some cases are shaped like a denial of service. Without a URL
+    /// the reference broker runs in a process of its own, so that its memory is measured.
+    #[arg(long, conflicts_with_all = ["coverage", "discover", "cases"])]
+    pub robustness: bool,
+    /// The process id of the broker (on this machine): --robustness reports its resident memory
+    /// around each case, and fails a case during which it grows by more than 256 MiB.
+    #[arg(long, value_name = "PID", requires = "robustness")]
+    pub broker_pid: Option<u32>,
+    /// Network fuzzing for DURATION (90s, 10m) instead of checking: sessions recorded from the
+    /// scenario library, mutated from --seed, each sent on a fresh connection and followed by a
+    /// health check (a fresh CONNECT and PINGREQ answered). An input after which the broker is not
+    /// healthy, or that it answers with a packet that does not decode, is saved to --fuzz-dir and
+    /// the run fails (exit 1). Without a URL the reference broker runs in a process of its own.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
+          conflicts_with_all = ["robustness", "coverage", "discover", "list", "expect"])]
+    pub fuzz: Option<Duration>,
+    /// The seed of --fuzz's mutations: the same seed replays the same inputs [default: from the
+    /// clock, printed]
+    #[arg(long, value_name = "N", requires = "fuzz")]
+    pub seed: Option<u64>,
+    /// Where --fuzz saves an input that broke the broker (the bytes, and a note of what they are
+    /// and how to replay them).
+    #[arg(long, value_name = "DIR", default_value = "mqtt-harness-fuzz")]
+    pub fuzz_dir: PathBuf,
+    /// Sends the bytes of FILE (an input --fuzz saved) on one connection in the --protocol
+    /// version, then checks the broker's health: exit 1 when it is not healthy.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["fuzz", "robustness", "list", "coverage", "discover"])]
+    pub fuzz_replay: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -100,6 +136,7 @@ pub fn run(args: Args) -> ExitCode {
     }
     let loaded = match &args.cases {
         Some(dir) => catalog::catalog_from(dir),
+        None if args.robustness => Ok(robustness::catalog()),
         None => catalog(),
     };
     let catalog = match loaded {
@@ -122,6 +159,7 @@ pub fn run(args: Args) -> ExitCode {
         username: args.username.clone(),
         password: args.password.clone(),
         auth_method: args.auth_method.clone(),
+        watch: None,
     };
     let jobs = runner::selected(&catalog, &options);
     if args.list {
@@ -139,6 +177,7 @@ pub fn run(args: Args) -> ExitCode {
         print_coverage(&coverages);
         return ExitCode::SUCCESS;
     }
+    let coverages = if args.robustness { Vec::new() } else { coverages };
     if jobs.is_empty() {
         eprintln!("no case selected (see --list)");
         return ExitCode::from(EXIT_USAGE);
@@ -155,7 +194,24 @@ pub fn run(args: Args) -> ExitCode {
     };
     // The embedded broker, or the address of the one at the URL (reachable, or exit 2).
     let mut embedded = None;
-    let (endpoint, url, target, options) = match &args.broker {
+    let mut child = None;
+    let (endpoint, url, target, mut options) = match &args.broker {
+        None if args.robustness || args.fuzz.is_some() || args.fuzz_replay.is_some() => match ChildBroker::start() {
+            Ok(broker) => {
+                let address = broker.address;
+                child = Some(broker);
+                (
+                    Endpoint::tcp(address),
+                    String::new(),
+                    "the reference broker (a process of its own)".to_owned(),
+                    options,
+                )
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
         None => match ReferenceBroker::start(Config::default()) {
             Ok(broker) => {
                 let address = broker.address();
@@ -188,6 +244,34 @@ pub fn run(args: Args) -> ExitCode {
             }
         },
     };
+    if let Some(file) = &args.fuzz_replay {
+        let Some(version) = versions.first().copied().filter(|_| versions.len() == 1) else {
+            eprintln!("--fuzz-replay: say the input's version with --protocol 5.0 or --protocol 3.1.1");
+            return ExitCode::from(EXIT_USAGE);
+        };
+        let code = fuzz::replay(&endpoint, file, version);
+        drop(child);
+        return code;
+    }
+    if let Some(duration) = args.fuzz {
+        let code = fuzz::run(
+            &endpoint,
+            if url.is_empty() { "URL" } else { &url },
+            &target,
+            &fuzz::FuzzArgs {
+                duration,
+                seed: args.seed,
+                dir: &args.fuzz_dir,
+                versions: &versions,
+                username: options.username.as_deref(),
+                password: options.password.as_deref(),
+                report_dir: args.report_dir.as_deref(),
+                json: args.json.as_deref(),
+            },
+        );
+        drop(child);
+        return code;
+    }
     if args.discover {
         let limits = discover_limits(&endpoint, &versions, &options);
         drop(embedded);
@@ -202,16 +286,38 @@ pub fn run(args: Args) -> ExitCode {
             }
         };
     }
-    eprintln!(
-        "check: {} cases against {target}, {} at a time",
-        jobs.len() * options.repeat as usize,
-        options.concurrency
-    );
+    if args.robustness {
+        let memory = match (&child, args.broker_pid) {
+            (_, Some(pid)) => Some(Process::Pid(pid)),
+            (Some(child), None) => Some(Process::Pid(child.pid())),
+            (None, None) => None,
+        };
+        options.watch = Some(Watch {
+            memory,
+            memory_growth_max_kib: MEMORY_GROWTH_MAX_KIB,
+        });
+        eprintln!(
+            "check --robustness: {} cases against {target}, one at a time, each beside a side client{}",
+            jobs.len() * options.repeat as usize,
+            if memory.is_some() {
+                " and the broker's memory"
+            } else {
+                ""
+            }
+        );
+    } else {
+        eprintln!(
+            "check: {} cases against {target}, {} at a time",
+            jobs.len() * options.repeat as usize,
+            options.concurrency
+        );
+    }
     let bar = output::progress(jobs.len() * options.repeat as usize, "cases");
     let started = Instant::now();
     let result = runner::check(endpoint, &url, &catalog, &options, &|| bar.inc(1));
     bar.finish_and_clear();
     drop(embedded);
+    drop(child);
     let run = match result {
         Ok(run) => run,
         Err(error) => {
@@ -250,12 +356,11 @@ pub fn run(args: Args) -> ExitCode {
     // Terminal: grouped by section, a line per case.
     let mut by_section: BTreeMap<String, Vec<&mqtt_reports::Case>> = BTreeMap::new();
     for case in &run.cases {
-        let section = case
-            .statements
-            .first()
-            .and_then(|id| section_of(id))
-            .unwrap_or("0")
-            .to_owned();
+        let section = match case.id.split_once('/') {
+            Some((robustness::SECTION, _)) => robustness::SECTION,
+            _ => case.statements.first().and_then(|id| section_of(id)).unwrap_or("0"),
+        }
+        .to_owned();
         by_section.entry(section).or_default().push(case);
     }
     let mut sections: Vec<(String, Vec<&mqtt_reports::Case>)> = by_section.into_iter().collect();
@@ -273,7 +378,8 @@ pub fn run(args: Args) -> ExitCode {
                 Verdict::Fail => output::print_evidence(case, "rerun"),
                 Verdict::NotApplicable => println!("       {}", case.evidence.message),
                 _ => {
-                    for note in case.evidence.notes.iter().take(2) {
+                    let shown = if args.robustness { usize::MAX } else { 2 };
+                    for note in case.evidence.notes.iter().take(shown) {
                         println!("       note: {note}");
                     }
                 }
@@ -288,11 +394,15 @@ pub fn run(args: Args) -> ExitCode {
         .map(|(version, found)| format!("{} {}/{}", version_name(*version), found.tested.len(), found.total))
         .collect();
     println!(
-        "{} cases: {} in {:.1} s; statements covered: {}",
+        "{} cases: {} in {:.1} s{}",
         report.cases.len(),
         mqtt_reports::render::terminal_summary_line(&report.summary),
         started.elapsed().as_secs_f64(),
-        covered.join(", ")
+        if covered.is_empty() {
+            String::new()
+        } else {
+            format!("; statements covered: {}", covered.join(", "))
+        }
     );
     let failed = match &expectations {
         Some(expectations) => {

@@ -20,6 +20,8 @@ mod bench;
 mod broker;
 mod broker_config;
 mod check;
+mod child_broker;
+mod fuzz;
 mod output;
 mod passwd;
 mod report;

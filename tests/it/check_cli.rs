@@ -4,7 +4,7 @@
 //! run the built binary (bounded in time) on one case against the embedded broker, and against
 //! loopback ports that refuse or say nothing.
 
-use crate::support::{harness, temp, text};
+use crate::support::{harness, harness_within, temp, text};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -107,4 +107,130 @@ fn wrong_arguments_are_exit_2() {
     assert_eq!(harness(&["check", "--timeout-scale", "0"]).status.code(), Some(2));
     assert_eq!(harness(&["check", "--protocol", "4"]).status.code(), Some(2));
     assert_eq!(harness(&["check", "--only", "no-such-case"]).status.code(), Some(2));
+}
+
+#[test]
+fn the_robustness_suite_passes_on_the_reference_broker_in_a_process_of_its_own() {
+    // Goal: `check --robustness` without a URL starts the reference broker as a child process,
+    // runs every robustness case in both versions beside the side client, reports the broker's
+    // memory around each, and every case passes. Method: the built binary, bounded in time.
+    let dir = temp("robustness");
+    let json = dir.join("robustness.json");
+    let output = harness_within(
+        &["check", "--robustness", "--json", &json.display().to_string()],
+        Duration::from_secs(300),
+    );
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", text(&output.stderr));
+    let names = [
+        "truncated-packets",
+        "stalled-packet-keep-alive-0",
+        "slow-loris-connect",
+        "property-flood",
+        "subscribe-past-limit",
+        "connection-flood",
+        "qos2-ids-never-released",
+        "publish-storm-unread",
+    ];
+    for name in names {
+        assert!(
+            stdout.contains(&format!("PASS robustness/{name} [5.0]")),
+            "{name}: {stdout}"
+        );
+        if name != "property-flood" {
+            assert!(
+                stdout.contains(&format!("PASS robustness/{name} [3.1.1]")),
+                "{name}: {stdout}"
+            );
+        }
+    }
+    assert_eq!(stdout.matches("note: broker RSS: before").count(), 15, "{stdout}");
+    assert_eq!(
+        stdout.matches("note: side client round trip: before p50").count(),
+        15,
+        "{stdout}"
+    );
+    assert!(stdout.contains("15 cases: 15 passed"), "{stdout}");
+    let report = std::fs::read_to_string(&json).expect("the JSON report");
+    assert!(report.contains("robustness/publish-storm-unread"), "{report}");
+}
+
+#[test]
+fn fuzzing_the_reference_broker_keeps_it_healthy_and_a_dead_broker_fails_with_the_input_saved() {
+    // Goal: `check --fuzz` sends mutated sessions and finds the reference broker healthy after
+    // each; when the broker dies mid-run, the run fails (exit 1), names the input and saves it
+    // with a replay command, and `--fuzz-replay` replays a saved input. Method: the built binary
+    // against its own child broker for 5 s; then against a mosquitto this test stops 2 s into a
+    // 30 s run.
+    let output = harness(&["check", "--fuzz", "5s", "--seed", "3"]);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", text(&output.stderr));
+    assert!(stdout.contains("the broker stayed healthy after every one"), "{stdout}");
+    assert!(stdout.contains("seed 3"), "{stdout}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mosquitto = runtime
+        .block_on(mqtt_scenarios::live::mosquitto::Mosquitto::start(
+            mqtt_scenarios::live::mosquitto::MosquittoConfig::default(),
+        ))
+        .expect("mosquitto starts");
+    let url = format!("mqtt://127.0.0.1:{}", mosquitto.port());
+    let dir = temp("fuzz");
+    let fuzz_dir = dir.join("saved");
+    let fuzz_dir_text = fuzz_dir.display().to_string();
+    let url_for_run = url.clone();
+    let run = std::thread::spawn(move || {
+        harness(&[
+            "check",
+            &url_for_run,
+            "--fuzz",
+            "30s",
+            "--seed",
+            "9",
+            "--fuzz-dir",
+            &fuzz_dir_text,
+        ])
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    runtime.block_on(mosquitto.stop());
+    let output = run.join().expect("the run ends");
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}{}", text(&output.stderr));
+    assert!(
+        stdout.contains("broke the broker") && stdout.contains("Unhealthy"),
+        "{stdout}"
+    );
+    let saved: Vec<std::path::PathBuf> = std::fs::read_dir(&fuzz_dir)
+        .expect("the fuzz directory")
+        .map(|entry| entry.expect("an entry").path())
+        .collect();
+    let bin = saved
+        .iter()
+        .find(|path| path.extension().is_some_and(|extension| extension == "bin"))
+        .unwrap_or_else(|| panic!("no .bin saved: {saved:?}"));
+    let note = std::fs::read_to_string(bin.with_extension("txt")).expect("the note beside it");
+    assert!(
+        note.contains("seed 9") && note.contains("--fuzz-replay") && note.contains(&url),
+        "{note}"
+    );
+
+    // The saved input, replayed against a broker that is up: it survives.
+    let version = if note.contains("version: 5.0") { "5.0" } else { "3.1.1" };
+    let output = harness(&[
+        "check",
+        "--fuzz-replay",
+        &bin.display().to_string(),
+        "--protocol",
+        version,
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
 }

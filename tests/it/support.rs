@@ -17,6 +17,11 @@ pub fn root() -> PathBuf {
 /// Runs the binary with `args` from the workspace root, without colour, killed if it takes longer
 /// than [`WAIT`]. Its output is read while it runs, so a long one cannot block it.
 pub fn harness(args: &[&str]) -> Output {
+    harness_within(args, WAIT)
+}
+
+/// [`harness`] with its own bound, for the runs that are long by design.
+pub fn harness_within(args: &[&str], wait: Duration) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mqtt-harness"))
         .args(args)
         .current_dir(root())
@@ -37,14 +42,14 @@ pub fn harness(args: &[&str]) -> Output {
         let _ = stderr.read_to_end(&mut text);
         text
     });
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + wait;
     let status = loop {
         if let Some(status) = child.try_wait().expect("waiting for the child") {
             break status;
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            panic!("mqtt-harness {args:?} did not end within {WAIT:?}");
+            panic!("mqtt-harness {args:?} did not end within {wait:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };

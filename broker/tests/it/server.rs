@@ -549,3 +549,109 @@ async fn system_topics_are_published_retained_and_only_to_those_who_ask_for_them
         }
     }
 }
+
+#[tokio::test]
+async fn a_packet_not_whole_within_the_packet_timeout_ends_the_connection_and_publishes_the_will() {
+    // Goal: a client with keep alive 0 (no keep-alive timer) that begins a packet and never ends
+    // it, or trickles it, cannot hold its connection and partial buffer forever; a client whose
+    // packets keep completing is never cut, however long the stream of them lasts.
+    // Method: packet timeout 600 ms. A watcher subscribes to the will topic. Client "stall" sends
+    // a PUBLISH header promising 1000 bytes and 10 of them; client "trickle" sends one byte of a
+    // PUBLISH every 100 ms; client "steady" sends whole PINGREQs, each split across two writes
+    // 100 ms apart, for 1.5 s (past the timeout in all). The first two must close within 0.4 to
+    // 1.5 s of their first byte and publish their wills; "steady" gets every PINGRESP.
+    let options = ServerOptions {
+        packet_timeout: Duration::from_millis(600),
+        ..ServerOptions::default()
+    };
+    let running = Running::start(Config::default(), options).await;
+    let mut watcher = probe(&running).await;
+    watcher
+        .send(&connect_packet(ProtocolVersion::V5, "watcher"))
+        .await
+        .expect("send");
+    watcher.expect(&Pattern::connack(), WAIT).await.expect("CONNACK");
+    watcher
+        .send(&Packet::Subscribe(Subscribe {
+            packet_id: 1,
+            properties: Properties::default(),
+            subscriptions: vec![Subscription {
+                filter: "wills/#".into(),
+                options: SubscriptionOptions::with_qos(QoS::AtMostOnce),
+            }],
+        }))
+        .await
+        .expect("send");
+    watcher.expect(&Pattern::suback(), WAIT).await.expect("SUBACK");
+
+    let connected = |name: &'static str| {
+        let address = running.address;
+        async move {
+            let mut probe = Probe::connect_tcp(address, ProbeOptions::client())
+                .await
+                .expect("connects");
+            let mut connect = match connect_packet(ProtocolVersion::V5, name) {
+                Packet::Connect(connect) => connect,
+                _ => unreachable!("a CONNECT"),
+            };
+            connect.keep_alive_s = 0;
+            connect.will = Some(Will {
+                topic: format!("wills/{name}"),
+                payload: Bytes::from_static(b"gone"),
+                ..Will::default()
+            });
+            probe.send(&Packet::Connect(connect)).await.expect("send");
+            probe.expect(&Pattern::connack(), WAIT).await.expect("CONNACK");
+            probe
+        }
+    };
+    let mut stall = connected("stall").await;
+    let mut trickle = connected("trickle").await;
+    let mut steady = connected("steady").await;
+
+    let started = Instant::now();
+    // PUBLISH QoS 0, remaining length 1000 (0xE8 0x07), then 10 of the 1000 bytes.
+    stall
+        .send_raw(&[0x30, 0xE8, 0x07, 0x00, 0x05, b't', b'o', b'p', b'i', b'c', 0x00, 1, 2])
+        .await
+        .expect("send");
+    let trickled = async {
+        let publish = [0x30u8, 0x20, 0x00, 0x05, b't', b'o', b'p', b'i', b'c', 0x00];
+        for byte in publish {
+            if trickle.send_raw(&[byte]).await.is_err() {
+                break;
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        trickle
+            .expect_close_since(started, Duration::from_millis(400)..=Duration::from_millis(1500))
+            .await
+    };
+    let steadily = async {
+        for _ in 0..16 {
+            steady.send_raw(&[0xC0]).await.expect("the steady client is not cut");
+            sleep(Duration::from_millis(100)).await;
+            steady.send_raw(&[0x00]).await.expect("the steady client is not cut");
+            steady.expect(&Pattern::pingresp(), WAIT).await.expect("PINGRESP");
+        }
+    };
+    let stalled = stall.expect_close_since(started, Duration::from_millis(400)..=Duration::from_millis(1500));
+    let (stalled, trickled, ()) = tokio::join!(stalled, trickled, steadily);
+    stalled.unwrap_or_else(|error| panic!("the stalled client: {error}\n{}", stall.trace()));
+    trickled.unwrap_or_else(|error| panic!("the trickling client: {error}\n{}", trickle.trace()));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "steady ran past the timeout"
+    );
+
+    let mut wills = Vec::new();
+    for _ in 0..2 {
+        match watcher.expect(&Pattern::publish(), WAIT).await.expect("a will") {
+            Packet::Publish(publish) => wills.push(publish.topic),
+            other => panic!("not a PUBLISH: {other:?}"),
+        }
+    }
+    wills.sort();
+    assert_eq!(wills, ["wills/stall", "wills/trickle"]);
+    running.stop().await;
+}

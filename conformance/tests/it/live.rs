@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use mqtt_broker::{Config, Mutation, Mutations};
 use mqtt_conformance::catalog::{catalog, Case};
 use mqtt_conformance::context::Endpoint;
+use mqtt_conformance::robustness::{self, watch::Watch, watch::MEMORY_GROWTH_MAX_KIB};
 use mqtt_conformance::runner::{check, CheckOptions, CheckRun};
+use mqtt_loadgen::system::Process;
 use mqtt_protocol::{ProtocolVersion, QoS};
 use mqtt_reports::{compare, Expectations, Kind, Report, Verdict};
 use mqtt_scenarios::live::mosquitto::{Mosquitto, MosquittoConfig};
@@ -335,4 +337,45 @@ fn enhanced_authentication_and_websocket_cases_pass_on_the_reference_broker_over
     for case in &run.cases {
         assert_eq!(case.verdict, Verdict::NotApplicable, "{} [{}]", case.id, case.version);
     }
+}
+
+/// mosquitto under `check --robustness`: the verdicts match
+/// conformance/expected/mosquitto-2.0-robustness.yaml (partial packets and trickled CONNECTs held
+/// without a bound; a QoS 2 PUBLISH past the Receive Maximum refused instead of closing), with its
+/// memory read from its process around each case.
+#[test]
+fn mosquitto_under_the_robustness_suite_matches_its_expectations_file() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mosquitto = runtime
+        .block_on(Mosquitto::start(MosquittoConfig::default()))
+        .expect("mosquitto starts");
+    let address: std::net::SocketAddr = format!("127.0.0.1:{}", mosquitto.port()).parse().expect("an address");
+    let url = format!("mqtt://{address}");
+    let options = CheckOptions {
+        watch: Some(Watch {
+            memory: Some(Process::Pid(mosquitto.pid())),
+            memory_growth_max_kib: MEMORY_GROWTH_MAX_KIB,
+        }),
+        ..CheckOptions::default()
+    };
+    let run = check(Endpoint::tcp(address), &url, &robustness::catalog(), &options, &|| {})
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(run.cases.len(), 15, "eight cases, property-flood in 5.0 only");
+    for case in &run.cases {
+        assert!(
+            case.evidence
+                .notes
+                .iter()
+                .any(|note| note.starts_with("broker RSS: before")),
+            "{} [{}]: no memory figures: {:?}",
+            case.id,
+            case.version,
+            case.evidence.notes
+        );
+    }
+    assert_matches_expectations(&run, &url, "expected/mosquitto-2.0-robustness.yaml");
+    drop(mosquitto);
 }

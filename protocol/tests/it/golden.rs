@@ -721,3 +721,56 @@ fn a_packet_arriving_in_pieces_needs_more_bytes_until_it_is_whole() {
     }
     assert!(buf.is_empty());
 }
+
+/// The seeds of the `decode` fuzz target (`fuzz/seeds/decode/`): every golden vector, as the
+/// target reads its input (a selector byte for version, direction and size limit, then the
+/// bytes). The committed files must be exactly these; `MQTT_HARNESS_WRITE_SEEDS=1` rewrites them.
+#[test]
+fn the_decode_fuzz_seeds_are_the_golden_vectors() {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/decode");
+    let mut expected = std::collections::BTreeMap::new();
+    for vector in vectors() {
+        // A CONNECT is read before any version is known (selector version 0).
+        let version_bits = match (&vector.packet, vector.version) {
+            (Packet::Connect(_), _) => 0,
+            (_, V3_1) => 1,
+            (_, V3_1_1) => 2,
+            (_, V5) => 3,
+        };
+        let direction_bit = if vector.direction == S2C { 0x04 } else { 0 };
+        let mut input = vec![version_bits | direction_bit | 0x08];
+        input.extend_from_slice(&vector.bytes);
+        let name: String = vector
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        assert!(
+            expected.insert(name.clone(), input).is_none(),
+            "two vectors named {name}"
+        );
+    }
+    if std::env::var_os("MQTT_HARNESS_WRITE_SEEDS").is_some() {
+        let _ = std::fs::remove_dir_all(&directory);
+        std::fs::create_dir_all(&directory).expect("create the seeds directory");
+        for (name, input) in &expected {
+            std::fs::write(directory.join(name), input).expect("write a seed");
+        }
+    }
+    let mut found = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&directory).expect("fuzz/seeds/decode exists") {
+        let entry = entry.expect("a directory entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        found.insert(name, std::fs::read(entry.path()).expect("a seed reads"));
+    }
+    assert!(
+        found == expected,
+        "fuzz/seeds/decode differs from the golden vectors: rewrite it with MQTT_HARNESS_WRITE_SEEDS=1 cargo test -p mqtt-protocol --test it the_decode_fuzz_seeds"
+    );
+}
