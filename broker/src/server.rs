@@ -32,8 +32,13 @@
 //! [`Config::outgoing_packets_max`](crate::Config::outgoing_packets_max), QoS 0 PUBLISH packets
 //! for the connection are dropped (and counted in [`Statistics::publishes_dropped`]); every other
 //! packet still goes: acknowledgements, QoS 1 and 2 PUBLISH packets (bounded by the MQTT flow
-//! windows the core keeps), DISCONNECT. So a client that stops reading costs at most its window
-//! and `outgoing_packets_max` QoS 0 messages, and cannot slow anybody else down.
+//! windows the core keeps), DISCONNECT. What is left unbounded so far is what answers the client
+//! itself: a client that publishes without ever reading its PUBACKs would have them pile up. So
+//! once its queue holds more than a subscriber's queue ever can (`outgoing_packets_max` QoS 0
+//! messages, the in-flight window, and [`OWN_ANSWERS_QUEUED_MAX`] more), the connection's task
+//! stops reading it until the queue drains: the client is held back through TCP. So a client that
+//! stops reading costs at most its window, `outgoing_packets_max` QoS 0 messages and that many
+//! answers, and cannot slow anybody else down.
 //!
 //! # Closing
 //!
@@ -300,6 +305,9 @@ impl<L: Listener> Server<L> {
         }
         drop(accepted_sender);
         let (inbound_sender, mut inbound) = mpsc::channel(options.inbound_capacity);
+        let read_pause_queued_min = broker.config().outgoing_packets_max
+            + usize::from(broker.config().inflight_count_max)
+            + OWN_ANSWERS_QUEUED_MAX;
         let mut task = BrokerTask {
             core: broker,
             connections: BTreeMap::new(),
@@ -312,6 +320,7 @@ impl<L: Listener> Server<L> {
                 statistics: statistics.clone(),
                 options,
                 security: std::sync::RwLock::new(security),
+                read_pause_queued_min,
             }),
             statistics: statistics.clone(),
             options,
@@ -795,6 +804,10 @@ impl Drop for ConnectionHandle {
 /// hold a worker thread (tokio's budget also applies to the socket).
 const READS_PER_POLL_MAX: usize = 16;
 
+/// Answers to a client's own packets (acknowledgements, PINGRESP) that may wait unwritten beyond
+/// what a subscriber's queue can hold before the client is no longer read (see the module docs).
+pub const OWN_ANSWERS_QUEUED_MAX: usize = 1024;
+
 /// Writes at most this many batches per wake-up before yielding.
 const WRITES_PER_POLL_MAX: usize = 16;
 
@@ -856,6 +869,8 @@ struct Common {
     /// The policy in force, for the password checks the connections' tasks run; the broker task
     /// replaces it on a reload.
     security: std::sync::RwLock<Arc<Security>>,
+    /// A connection with this many packets unwritten is not read until they drain.
+    read_pause_queued_min: usize,
 }
 
 impl Common {
@@ -1012,6 +1027,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnectionTask<S> {
             if self.forwarding.is_some() {
                 // Waits for room (the next pass registers the wake-up).
                 continue;
+            }
+            if self.shared.queued_count.load(Ordering::Relaxed) >= self.common.read_pause_queued_min {
+                // The client does not read what it is sent: it is not read either until that
+                // drains. The write side has packets to write, so it wakes this task; the packet
+                // deadline waits meanwhile (the client is held back, not slow).
+                self.read_deadline = None;
+                return;
             }
             let chunk = self.read_chunk as usize;
             if self.read_buffer.capacity() - self.read_buffer.len() < chunk / 2 {

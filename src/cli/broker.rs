@@ -60,6 +60,11 @@ pub struct Args {
     /// clients connected, messages and bytes in and out); 0: none [default: 10]
     #[arg(long, value_name = "SECONDS")]
     pub sys_interval: Option<u64>,
+    /// Seconds a packet may take from its first byte to its last: a client that stops in the
+    /// middle of a packet, or trickles one, loses its connection (its will is published)
+    /// [default: 20]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub packet_timeout: Option<u64>,
     #[command(flatten)]
     pub security: SecurityArgs,
     #[command(flatten)]
@@ -369,6 +374,9 @@ async fn serve(mut args: Args) -> ExitCode {
             sys_interval: Some(args.sys_interval.unwrap_or(10))
                 .filter(|seconds| *seconds > 0)
                 .map(Duration::from_secs),
+            packet_timeout: args
+                .packet_timeout
+                .map_or(mqtt_broker::server::PACKET_TIMEOUT_DEFAULT, Duration::from_secs),
             ..ServerOptions::default()
         })
         .with_security_updates(updates_receiver);

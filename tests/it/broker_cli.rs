@@ -519,3 +519,47 @@ async fn passwd_files_are_mosquittos_format_and_sighup_reloads_them_without_drop
     .await
     .expect("the reload test ran");
 }
+
+#[test]
+fn packet_timeout_closes_a_connection_that_stops_in_the_middle_of_a_packet() {
+    // Goal: `--packet-timeout 1` bounds how long a begun packet may stay partial, even with keep
+    // alive 0. Method: CONNECT (keep alive 0), CONNACK, then 3 bytes of a PUBLISH promising 100;
+    // the broker must close between 0.5 s and 3 s later (the read sees the end of the stream).
+    let address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("an address");
+    let mut broker = BrokerProcess::start_with(&["--listen", &address.to_string(), "--packet-timeout", "1"]);
+    let mut stream = connect_when_listening(address, &mut broker);
+    let mut connect = BytesMut::new();
+    encode(
+        &Packet::Connect(Box::new(Connect {
+            protocol: ProtocolVersion::V3_1_1,
+            clean_start: true,
+            keep_alive_s: 0,
+            client_id: "stall".into(),
+            ..Connect::default()
+        })),
+        ProtocolVersion::V3_1_1,
+        &mut connect,
+    )
+    .expect("a valid CONNECT");
+    stream.write_all(&connect).expect("send CONNECT");
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let mut connack = [0u8; 4];
+    stream.read_exact(&mut connack).expect("CONNACK");
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00]);
+    stream
+        .write_all(&[0x30, 100, 0x00])
+        .expect("send the start of a PUBLISH");
+    let started = Instant::now();
+    let mut rest = [0u8; 16];
+    let read = stream.read(&mut rest);
+    let waited = started.elapsed();
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "nothing but the close: {read:?}"
+    );
+    assert!(
+        (Duration::from_millis(500)..=Duration::from_secs(3)).contains(&waited),
+        "closed after {waited:?}"
+    );
+    drop(broker);
+}

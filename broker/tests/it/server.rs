@@ -655,3 +655,64 @@ async fn a_packet_not_whole_within_the_packet_timeout_ends_the_connection_and_pu
     assert_eq!(wills, ["wills/stall", "wills/trickle"]);
     running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_that_never_reads_its_acknowledgements_stops_being_read() {
+    // Goal: the acknowledgements of a client that never reads cannot pile up in the broker
+    // without a bound: once its unwritten queue passes what a subscriber's can hold, the broker
+    // stops reading it and it is held back through TCP. Before this, the broker read such a
+    // client as fast as it could send and queued every PUBACK.
+    // Method: outgoing_packets_max 100 and an in-flight window of 10, so the pause comes at 1,134
+    // unwritten packets. A probe publishes QoS 1 in 64 KiB batches without reading, for at most
+    // 30 s (the kernel's socket buffers take megabytes of PUBACKs first: about 6 s here): a write
+    // must wait a full second (held back), and the broker's count of packets received must then
+    // stand still.
+    let config = Config {
+        outgoing_packets_max: 100,
+        inflight_count_max: 10,
+        ..Config::default()
+    };
+    let running = Running::start(config, ServerOptions::default()).await;
+    let options = ProbeOptions::client().with_send_timeout(Duration::from_secs(1));
+    let mut probe = Probe::connect_tcp(running.address, options).await.expect("connects");
+    probe
+        .send(&connect_packet(ProtocolVersion::V3_1_1, "storm"))
+        .await
+        .expect("send");
+    probe.expect(&Pattern::connack(), WAIT).await.expect("CONNACK");
+    let mut batch = bytes::BytesMut::new();
+    let mut packet_id: u16 = 0;
+    while batch.len() < 64 * 1024 {
+        packet_id += 1;
+        encode(
+            &Packet::Publish(Publish {
+                qos: QoS::AtLeastOnce,
+                topic: "storm".into(),
+                packet_id: Some(packet_id),
+                payload: Bytes::from_static(b"0123456789"),
+                ..Publish::default()
+            }),
+            ProtocolVersion::V3_1_1,
+            &mut batch,
+        )
+        .expect("a valid PUBLISH");
+    }
+    let started = Instant::now();
+    let held_back = loop {
+        match probe.send_raw(&batch).await {
+            Ok(()) if started.elapsed() < Duration::from_secs(30) => {}
+            Ok(()) => break false,
+            Err(mqtt_client::probe::ProbeError::SendTimeout { .. }) => break true,
+            Err(error) => panic!("the connection failed: {error}"),
+        }
+    };
+    let received = load(&running.statistics.packets_received);
+    assert!(
+        held_back,
+        "30 s of publishing, never held back; {received} packets received"
+    );
+    sleep(Duration::from_millis(500)).await;
+    let later = load(&running.statistics.packets_received);
+    assert_eq!(received, later, "the broker kept reading a client that does not read");
+    running.stop().await;
+}

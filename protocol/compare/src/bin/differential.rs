@@ -67,10 +67,18 @@ fn main() {
     let mut agreed = 0usize;
     let mut compared = 0usize;
     for input in &inputs {
-        let Some((&selector, bytes)) = input.split_first() else { continue };
-        let Some(version) = version_of(selector, bytes) else { continue };
+        let Some((&selector, bytes)) = input.split_first() else {
+            continue;
+        };
+        let Some(version) = version_of(selector, bytes) else {
+            continue;
+        };
         compared += 1;
-        let codec = if version == ProtocolVersion::V5 { Codec::V5 } else { Codec::V4 };
+        let codec = if version == ProtocolVersion::V5 {
+            Codec::V5
+        } else {
+            Codec::V4
+        };
         let ours = ours(bytes, selector, version);
         let theirs = theirs(bytes, codec);
         let class = match (&ours, &theirs) {
@@ -127,7 +135,7 @@ fn detail(reading: &Reading) -> String {
 
 /// The packet type a first byte names, as both decoders' tables do.
 fn type_name(first_byte: u8) -> &'static str {
-    PacketType::from_nibble(first_byte >> 4).map_or("reserved type", packet_kind)
+    PacketType::from_nibble(first_byte >> 4).map_or("reserved type", PacketType::name)
 }
 
 fn read_dir_sorted(directory: &Path) -> Vec<Vec<u8>> {
@@ -135,7 +143,9 @@ fn read_dir_sorted(directory: &Path) -> Vec<Vec<u8>> {
         eprintln!("cannot read {}", directory.display());
         return Vec::new();
     };
-    let mut paths: Vec<PathBuf> = entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
     paths.sort();
     paths.iter().filter_map(|path| std::fs::read(path).ok()).collect()
 }
@@ -229,7 +239,7 @@ fn variant(debug: &str) -> String {
 
 /// The fields both decoders expose: type, packet id, QoS, topic bytes, payload length, client id.
 fn summarize_ours(packet: &Packet) -> Reading {
-    let kind = packet_kind(packet.packet_type());
+    let kind = packet.packet_type().name();
     let summary = match packet {
         Packet::Publish(publish) => format!(
             "qos={} retain={} dup={} id={:?} topic={:?} payload={}",
@@ -247,7 +257,11 @@ fn summarize_ours(packet: &Packet) -> Reading {
         Packet::Subscribe(subscribe) => format!(
             "id={} filters={:?}",
             subscribe.packet_id,
-            subscribe.subscriptions.iter().map(|s| s.filter.as_str()).collect::<Vec<_>>()
+            subscribe
+                .subscriptions
+                .iter()
+                .map(|s| s.filter.as_str())
+                .collect::<Vec<_>>()
         ),
         Packet::Unsubscribe(unsubscribe) => format!("id={} filters={:?}", unsubscribe.packet_id, unsubscribe.filters),
         Packet::PubAck(ack) | Packet::PubRec(ack) | Packet::PubRel(ack) | Packet::PubComp(ack) => {
@@ -258,26 +272,6 @@ fn summarize_ours(packet: &Packet) -> Reading {
         _ => String::new(),
     };
     Reading::Packet { kind, summary }
-}
-
-fn packet_kind(packet_type: PacketType) -> &'static str {
-    match packet_type {
-        PacketType::Connect => "CONNECT",
-        PacketType::ConnAck => "CONNACK",
-        PacketType::Publish => "PUBLISH",
-        PacketType::PubAck => "PUBACK",
-        PacketType::PubRec => "PUBREC",
-        PacketType::PubRel => "PUBREL",
-        PacketType::PubComp => "PUBCOMP",
-        PacketType::Subscribe => "SUBSCRIBE",
-        PacketType::SubAck => "SUBACK",
-        PacketType::Unsubscribe => "UNSUBSCRIBE",
-        PacketType::UnsubAck => "UNSUBACK",
-        PacketType::PingReq => "PINGREQ",
-        PacketType::PingResp => "PINGRESP",
-        PacketType::Disconnect => "DISCONNECT",
-        PacketType::Auth => "AUTH",
-    }
 }
 
 fn publish_summary(qos: u8, retain: bool, dup: bool, pkid: u16, topic: &[u8], payload: usize) -> String {
@@ -293,15 +287,29 @@ fn summarize_v4(packet: &rumqttc::mqttbytes::v4::Packet) -> Reading {
     let (kind, summary) = match packet {
         P::Publish(p) => (
             "PUBLISH",
-            publish_summary(p.qos as u8, p.retain, p.dup, p.pkid, p.topic.as_bytes(), p.payload.len()),
+            publish_summary(
+                p.qos as u8,
+                p.retain,
+                p.dup,
+                p.pkid,
+                p.topic.as_bytes(),
+                p.payload.len(),
+            ),
         ),
         P::Connect(c) => (
             "CONNECT",
-            format!("client_id={:?} keep_alive={} clean={}", c.client_id, c.keep_alive, c.clean_session),
+            format!(
+                "client_id={:?} keep_alive={} clean={}",
+                c.client_id, c.keep_alive, c.clean_session
+            ),
         ),
         P::Subscribe(s) => (
             "SUBSCRIBE",
-            format!("id={} filters={:?}", s.pkid, s.filters.iter().map(|f| f.path.as_str()).collect::<Vec<_>>()),
+            format!(
+                "id={} filters={:?}",
+                s.pkid,
+                s.filters.iter().map(|f| f.path.as_str()).collect::<Vec<_>>()
+            ),
         ),
         P::Unsubscribe(u) => ("UNSUBSCRIBE", format!("id={} filters={:?}", u.pkid, u.topics)),
         P::PubAck(a) => ("PUBACK", format!("id={}", a.pkid)),
@@ -327,11 +335,18 @@ fn summarize_v5(packet: &rumqttc::v5::mqttbytes::v5::Packet) -> Reading {
         ),
         P::Connect(c, _, _) => (
             "CONNECT",
-            format!("client_id={:?} keep_alive={} clean={}", c.client_id, c.keep_alive, c.clean_start),
+            format!(
+                "client_id={:?} keep_alive={} clean={}",
+                c.client_id, c.keep_alive, c.clean_start
+            ),
         ),
         P::Subscribe(s) => (
             "SUBSCRIBE",
-            format!("id={} filters={:?}", s.pkid, s.filters.iter().map(|f| f.path.as_str()).collect::<Vec<_>>()),
+            format!(
+                "id={} filters={:?}",
+                s.pkid,
+                s.filters.iter().map(|f| f.path.as_str()).collect::<Vec<_>>()
+            ),
         ),
         P::Unsubscribe(u) => ("UNSUBSCRIBE", format!("id={} filters={:?}", u.pkid, u.filters)),
         P::PubAck(a) => ("PUBACK", format!("id={}", a.pkid)),
