@@ -160,8 +160,8 @@ fn fuzzing_the_reference_broker_keeps_it_healthy_and_a_dead_broker_fails_with_th
     // Goal: `check --fuzz` sends mutated sessions and finds the reference broker healthy after
     // each; when the broker dies mid-run, the run fails (exit 1), names the input and saves it
     // with a replay command, and `--fuzz-replay` replays a saved input. Method: the built binary
-    // against its own child broker for 5 s; then against a mosquitto this test stops 2 s into a
-    // 30 s run.
+    // against its own child broker for 5 s; then against a mosquitto this test stops once its log
+    // shows 20 health checks of a 30 s run.
     let output = harness(&["check", "--fuzz", "5s", "--seed", "3"]);
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}{}", text(&output.stderr));
@@ -194,7 +194,16 @@ fn fuzzing_the_reference_broker_keeps_it_healthy_and_a_dead_broker_fails_with_th
             &fuzz_dir_text,
         ])
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // Stopped once the run is well under way: 20 health checks in mosquitto's log (bounded).
+    let under_way = Instant::now() + Duration::from_secs(30);
+    while mosquitto.log().matches("-health").count() < 20 {
+        assert!(
+            Instant::now() < under_way,
+            "the fuzzing run never got going:\n{}",
+            mosquitto.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     runtime.block_on(mosquitto.stop());
     let output = run.join().expect("the run ends");
     let stdout = text(&output.stdout);
